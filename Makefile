@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make train` and `make test`. Each does its own set-up
+# (tools/setup.sh: .venv, pinned install, Fashion-MNIST) and reuses it on later runs.
+VENV := .venv
+BIN := $(VENV)/bin
+OUT ?= runs/latest
+
+.PHONY: setup train test sync nbtest pytest bench clean
+
+setup:
+	@bash tools/setup.sh
+
+## Train the conv net on Fashion-MNIST with the defaults; writes metrics, plots and weights to $(OUT).
+train: setup
+	$(BIN)/miniai fit --out $(OUT)
+
+## Everything CI checks: notebooks and package in sync, notebook tests, pytest.
+test: setup
+	@$(MAKE) --no-print-directory sync nbtest pytest
+
+## Fails when nbdev-clean or nbdev-export would change a file (notebooks and package out of sync).
+sync:
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-export
+	@if [ -n "$$(git status --porcelain -- nbs miniai)" ]; then \
+	  echo "nbdev-clean/nbdev-export changed these files: edit the notebooks, re-export, commit both:"; \
+	  git status --porcelain -- nbs miniai; git --no-pager diff --stat -- nbs miniai; exit 1; fi
+
+nbtest:
+	$(BIN)/nbdev-test --n_workers 2
+
+pytest:
+	$(BIN)/python -m pytest -q tests
+
+## Speed benchmarks, each as a ratio against a reference run side by side (never timed tests).
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
