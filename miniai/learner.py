@@ -8,7 +8,7 @@ __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 
            'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
            'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find']
 
-# %% ../nbs/02_learner.ipynb #a6b80ffb
+# %% ../nbs/02_learner.ipynb #3654a24e
 import math, sys, time
 from copy import deepcopy
 from functools import partial
@@ -24,7 +24,7 @@ from fastcore.foundation import L
 from torcheval.metrics import Mean
 from matplotlib.figure import Figure
 
-# %% ../nbs/02_learner.ipynb #c0ab11bf
+# %% ../nbs/02_learner.ipynb #a436e0f8
 class CancelFitException(Exception):
     "Raise in a callback to stop the fit: skips `after_fit`; `cleanup_fit` still runs."
 class CancelEpochException(Exception):
@@ -49,7 +49,7 @@ def run_cbs(cbs, # callbacks
         method = getattr(cb, method_nm, None)
         if method is not None: method(learn)
 
-# %% ../nbs/02_learner.ipynb #610225b1
+# %% ../nbs/02_learner.ipynb #aefe09d7
 def default_device()->str:
     "'cuda' when a GPU is available, else 'mps' on Apple silicon, else 'cpu'."
     if torch.cuda.is_available(): return 'cuda'
@@ -72,7 +72,7 @@ def to_cpu(x):
     res = x.detach().cpu()
     return res.float() if res.dtype == torch.float16 else res
 
-# %% ../nbs/02_learner.ipynb #baea5518
+# %% ../nbs/02_learner.ipynb #92bb1f62
 _STEPS = ('predict', 'get_loss', 'backward', 'step', 'zero_grad')
 
 class Learner:
@@ -96,13 +96,13 @@ class Learner:
 
     def callback(self, method_nm:str):
         "Call hook `method_nm` on every callback that has it, in `order`."
-        fns = self._hooks[method_nm] if self._hooks is not None else None
+        fns = None if self._hooks is None else self._hooks.get(method_nm)
         if fns is None: return run_cbs(self.cbs, method_nm, self)
         for f in fns: f(self)
 
     def _index_hooks(self):
         cbs = sorted(self.cbs, key=attrgetter('order'))
-        self._hooks = {nm: [getattr(cb, nm) for cb in cbs if hasattr(cb, nm)] for nm in HOOKS}
+        self._hooks = {nm: [getattr(cb, nm) for cb in cbs if hasattr(cb, nm)] for nm in HOOKS + _STEPS}
 
     def __getattr__(self, name):
         "The five steps, when not defined by a subclass, are delegated to the callbacks (see `TrainCB`)."
@@ -175,7 +175,7 @@ def _check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise ValueError(f"lr={lr!r}: must be a finite number > 0")
 
-# %% ../nbs/02_learner.ipynb #338a8e68
+# %% ../nbs/02_learner.ipynb #127f484e
 class TrainCB(Callback):
     "Provides the five training steps for a plain `Learner`: the first `n_inp` batch items are inputs."
     def __init__(self, n_inp:int=1): self.n_inp = n_inp
@@ -214,7 +214,7 @@ class MomentumLearner(TrainLearner):
             for p in self.model.parameters():
                 if p.grad is not None: p.grad *= self.mom
 
-# %% ../nbs/02_learner.ipynb #15a51db0
+# %% ../nbs/02_learner.ipynb #28eb5e81
 class DeviceCB(Callback):
     "Moves the model to `device` before the fit and each batch before it is used."
     def __init__(self, device=None): self.device = device or def_device
@@ -273,7 +273,7 @@ class MetricsCB(Callback):
         self._pending = False
         self._log(self.row)
 
-# %% ../nbs/02_learner.ipynb #0b539b53
+# %% ../nbs/02_learner.ipynb #7bf03adf
 def in_notebook()->bool:
     "True inside a Jupyter kernel (where fastprogress draws HTML bars)."
     ip = sys.modules.get('IPython')
@@ -345,7 +345,7 @@ class SingleBatchCB(Callback):
     order = 1
     def after_batch(self, learn): raise CancelFitException()
 
-# %% ../nbs/02_learner.ipynb #fd355a06
+# %% ../nbs/02_learner.ipynb #dcffb3be
 class LRFinderCB(Callback):
     "Multiplies the lr by `gamma` after each training batch and stops when the loss exceeds `max_mult` × its minimum."
     order = 1

@@ -1,0 +1,44 @@
+"""`make bench`: every speed target, each measured as a ratio against a reference run side by side in this run.
+
+Prints a summary and writes bench/results.json. Never used by tests: these machines are shared and noisy (±30%)."""
+import json, os, platform, subprocess, sys, tempfile, time, csv
+from pathlib import Path
+
+here = Path(__file__).parent
+sys.path.insert(0, str(here))
+
+def machine()->str:
+    import torch
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+def bench_end_to_end()->dict:
+    "Wall time of `miniai fit` with the defaults in a subprocess (imports, data from the cache, 5 epochs, plots)."
+    out = Path(tempfile.mkdtemp())/'run'
+    exe = Path(sys.executable).with_name('miniai')
+    t = time.perf_counter()
+    subprocess.run([str(exe), 'fit', '--out', str(out), '--quiet'], check=True)
+    wall = time.perf_counter() - t
+    rows = list(csv.DictReader(open(out/'metrics.csv')))
+    return dict(wall_seconds=wall, accuracy=float(rows[-1]['valid_accuracy']), target='>= 0.90 in <= 15 s')
+
+def main():
+    from bench_learner import bench_learner
+    from bench_data import bench_data
+    from bench_sched import bench_sched
+    res = dict(machine=machine())
+    print('machine:', res['machine'])
+    print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
+    res['learner'] = r = bench_learner()
+    for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")
+    print('\n== data (images/s)')
+    res['data'] = r = bench_data()
+    print('  ' + json.dumps(r, default=str))
+    print('\n== scheduler step (us/step; target ratio <= 0.40 of torch OneCycleLR with momentum)')
+    res['sched'] = r = bench_sched()
+    print('  ' + json.dumps(r, default=str))
+    print('\n== end to end: miniai fit defaults')
+    res['end_to_end'] = r = bench_end_to_end()
+    print(f"  wall {r['wall_seconds']:.1f} s, valid accuracy {r['accuracy']:.4f} ({r['target']})")
+    (here/'results.json').write_text(json.dumps(res, indent=1, default=str))
+
+if __name__ == '__main__': main()

@@ -1,0 +1,14 @@
+"Shared test set-up: headless plots, no waiting on the unreachable HF hub, a real-data marker."
+import os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('MPLBACKEND', 'Agg')
+from pathlib import Path
+import pytest
+
+DEBIAN_DATA = Path('/usr/share/datasets/fashion-mnist')
+
+def have_real_data()->bool:
+    d = Path(os.environ.get('MINIAI_DATA') or DEBIAN_DATA)
+    return (d/'train-images-idx3-ubyte.gz').exists() or (d/'train-images-idx3-ubyte').exists()
+
+real_data = pytest.mark.skipif(not have_real_data(), reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')

@@ -1,0 +1,197 @@
+"The Learner's contract: hook order, cancel semantics, per-fit callbacks, update counting, lr_find restoring state."
+from copy import deepcopy
+import math
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+from torcheval.metrics import MulticlassAccuracy
+
+from miniai.learner import (Learner, TrainLearner, MomentumLearner, Callback, TrainCB, MetricsCB, ProgressCB, SingleBatchCB,
+                            DeviceCB, CancelFitException, CancelEpochException, CancelBatchException, HOOKS, run_cbs,
+                            suggest_lr, smooth, LRFinderCB)
+
+class DLs:
+    def __init__(self, train, valid): self.train,self.valid = train,valid
+
+def regression_dls(n=256, bs=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g); y = x @ torch.tensor([[2.], [-1.], [0.5]]) + 0.1
+    b = [(x[i:i+bs], y[i:i+bs]) for i in range(0, n, bs)]
+    return DLs(b, b[:2])
+
+def class_dls(n=256, bs=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g); y = (x[:, 0] > 0).long()
+    b = [(x[i:i+bs], y[i:i+bs]) for i in range(0, n, bs)]
+    return DLs(b, b[:2])
+
+class Log(Callback):
+    "Logs every hook, prefixing validation ones with 'v:'."
+    def __init__(self, order=0): self.order,self.log = order,[]
+    def __getattr__(self, nm):
+        if nm in HOOKS: return lambda learn: self.log.append(nm if learn.training or 'fit' in nm else 'v:' + nm)
+        raise AttributeError(nm)
+
+TRAIN_BATCH = ['before_batch', 'after_predict', 'after_loss', 'after_backward', 'after_step', 'after_batch', 'cleanup_batch']
+VALID_BATCH = ['v:before_batch', 'v:after_predict', 'v:after_loss', 'v:after_batch', 'v:cleanup_batch']
+
+def test_hook_order_one_epoch():
+    cb = Log()
+    dls = regression_dls(n=64, bs=32)
+    TrainLearner(nn.Linear(3, 1), dls, F.mse_loss, cbs=[cb]).fit(1)
+    want = (['before_fit', 'before_epoch'] + TRAIN_BATCH*2 + ['after_epoch', 'cleanup_epoch', 'v:before_epoch']
+            + VALID_BATCH*2 + ['v:after_epoch', 'v:cleanup_epoch', 'after_fit', 'cleanup_fit'])
+    assert cb.log == want
+
+def test_callbacks_sorted_by_order_stable():
+    seen = []
+    class C(Callback):
+        def __init__(self, name, order): self.name,self.order = name,order
+        def before_fit(self, learn): seen.append(self.name)
+    TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[C('b', 1), C('a', 0), C('c', 1)]).fit(0)
+    assert seen == ['a', 'b', 'c']
+
+@pytest.mark.parametrize('exc,where,skipped,ran', [
+    (CancelBatchException, 'after_predict', 'after_loss', 'cleanup_batch'),
+    (CancelEpochException, 'after_loss', 'after_epoch', 'cleanup_epoch'),
+    (CancelFitException, 'after_backward', 'after_fit', 'cleanup_fit'),
+])
+def test_cancel_skips_after_but_runs_cleanup(exc, where, skipped, ran):
+    log = Log(order=1)
+    class Stop(Callback):
+        def __init__(self): self.done = False
+    stop = Stop()
+    def raise_once(learn):
+        if learn.training and not stop.done: stop.done = True; raise exc()
+    setattr(stop, where, raise_once)
+    TrainLearner(nn.Linear(3, 1), regression_dls(n=32, bs=32), F.mse_loss, cbs=[stop, log]).fit(1)
+    i = log.log.index('before_batch')
+    first = log.log[i:log.log.index(ran) + 1]
+    assert skipped not in first and first[-1] == ran
+    if exc is CancelFitException: assert 'after_fit' not in log.log and log.log[-1] == 'cleanup_fit'
+    else: assert log.log[-2:] == ['after_fit', 'cleanup_fit']
+
+def test_fit_cbs_removed_also_on_error():
+    class Boom(Callback):
+        def after_loss(self, learn): raise RuntimeError('boom')
+    extra = Log()
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[Log()])
+    with pytest.raises(RuntimeError, match='boom'): learn.fit(1, cbs=[Boom(), extra])
+    assert len(learn.cbs) == 1 and extra.log[-1] == 'cleanup_fit'
+    learn.fit(1, cbs=extra)
+    assert len(learn.cbs) == 1
+
+def test_new_optimizer_each_fit_and_kept_after():
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, lr=0.05, opt_func=optim.AdamW)
+    learn.fit(1); opt1 = learn.opt
+    learn.fit(1, lr=0.01)
+    assert isinstance(learn.opt, optim.AdamW) and learn.opt is not opt1
+    assert learn.opt.param_groups[0]['lr'] == 0.01
+
+def test_n_updates_counts_real_steps_only():
+    class SkipOdd(Callback):
+        def after_backward(self, learn):
+            if learn.iter % 2: learn.step_skipped = True
+    class CancelThird(Callback):
+        def after_predict(self, learn):
+            if learn.training and learn.iter == 2: raise CancelBatchException()
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(n=256, bs=32), F.mse_loss, cbs=[SkipOdd(), CancelThird()])
+    learn.fit(2)
+    # 8 batches per epoch: iters 1,3,5,7 skipped, iter 2 cancelled -> 3 real updates (0,4,6) per epoch
+    assert learn.n_updates == 6
+
+def test_linear_regression_converges_and_metrics_history():
+    torch.manual_seed(0)
+    m = nn.Linear(3, 1)
+    mcb = MetricsCB()
+    TrainLearner(m, regression_dls(), F.mse_loss, lr=0.1, cbs=[mcb]).fit(5)
+    assert torch.allclose(m.weight.data, torch.tensor([[2., -1., 0.5]]), atol=1e-3)
+    assert [r['epoch'] for r in mcb.history] == [0, 1, 2, 3, 4]
+    assert list(mcb.history[0]) == ['epoch', 'train_loss', 'valid_loss', 'time']
+    assert mcb.history[-1]['valid_loss'] < 1e-5
+
+def test_metrics_weighted_loss_mean():
+    dls = regression_dls(n=40, bs=32)  # batches of 32 and 8
+    mcb = MetricsCB()
+    m = nn.Linear(3, 1)
+    TrainLearner(m, DLs(dls.train, dls.train), F.mse_loss, lr=1e-9, cbs=[mcb]).fit(1)
+    with torch.no_grad():
+        x = torch.cat([b[0] for b in dls.train]); y = torch.cat([b[1] for b in dls.train])
+        want = F.mse_loss(m(x), y).item()
+    assert math.isclose(mcb.history[0]['valid_loss'], want, rel_tol=1e-5)
+
+def test_metrics_and_train_cb_on_plain_learner():
+    torch.manual_seed(0)
+    mcb = MetricsCB(accuracy=MulticlassAccuracy())
+    learn = Learner(nn.Linear(4, 2), class_dls(), F.cross_entropy, lr=0.5, cbs=[TrainCB(), mcb, DeviceCB('cpu')])
+    learn.fit(3)
+    assert mcb.history[-1]['accuracy'] > 0.9
+
+def test_momentum_learner_trains():
+    torch.manual_seed(0)
+    m = nn.Linear(3, 1)
+    MomentumLearner(m, regression_dls(), F.mse_loss, lr=0.05, mom=0.5).fit(5)
+    assert torch.allclose(m.weight.data, torch.tensor([[2., -1., 0.5]]), atol=1e-2)
+
+def test_progress_terminal_one_row_per_epoch(capsys):
+    TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[MetricsCB(), ProgressCB()]).fit(3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].split() == ['epoch', 'train_loss', 'valid_loss', 'time']
+    assert [l.split()[0] for l in lines[1:]] == ['0', '1', '2']
+
+def test_single_batch_cb():
+    cb = Log()
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[cb, SingleBatchCB()])
+    learn.fit(3)
+    assert learn.n_updates == 1 and cb.log.count('before_batch') == 1 and cb.log[-1] == 'cleanup_fit'
+
+@pytest.mark.parametrize('bad', [-1, 1.5, True, '2'])
+def test_bad_n_epochs(bad):
+    with pytest.raises(ValueError, match='n_epochs='): TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss).fit(bad)
+
+@pytest.mark.parametrize('bad', [0, -0.1, float('nan'), float('inf')])
+def test_bad_lr(bad):
+    with pytest.raises(ValueError, match='lr='): TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, lr=bad)
+    with pytest.raises(ValueError, match='lr='): TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss).fit(1, lr=bad)
+
+def test_fit_without_dls_is_clear():
+    with pytest.raises(ValueError, match='dls.train'): TrainLearner(nn.Linear(3, 1)).fit(1)
+
+def test_lr_find_restores_model_optimizer_and_rng():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    learn = TrainLearner(m, class_dls(), F.cross_entropy, lr=0.1, opt_func=optim.AdamW)
+    learn.fit(1)
+    opt = learn.opt
+    w_before = deepcopy(m.state_dict()); o_before = deepcopy(opt.state_dict())
+    rng = torch.get_rng_state()
+    res = learn.lr_find(gamma=1.3, start_lr=1e-4)
+    assert learn.opt is opt
+    for k,v in m.state_dict().items(): assert torch.equal(v, w_before[k]), k
+    o_after = opt.state_dict()
+    for pid,st in o_before['state'].items():
+        for k,v in st.items(): assert torch.equal(torch.as_tensor(o_after['state'][pid][k]), torch.as_tensor(v))
+    assert o_after['param_groups'][0]['lr'] == o_before['param_groups'][0]['lr']
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert 1e-4 <= res.lr <= res.lrs[-1] and len(res.lrs) == len(res.losses) >= 3
+    assert res.fig is not None and len(res.fig.axes) == 1
+    assert len(learn.cbs) == 0
+
+def test_lr_find_then_fit_same_as_fit_alone():
+    def run(with_find):
+        torch.manual_seed(1)
+        m = nn.Linear(4, 2)
+        learn = TrainLearner(m, class_dls(), F.cross_entropy, lr=0.1)
+        if with_find: learn.lr_find(plot=False)
+        learn.fit(1)
+        return m.weight.detach().clone()
+    assert torch.equal(run(True), run(False))
+
+def test_suggest_lr_picks_the_falling_stretch():
+    lrs = [1e-5 * 1.3**i for i in range(40)]
+    losses = [3.0]*10 + [3.0 - 0.25*i for i in range(1, 11)] + [0.5 + 0.4*i for i in range(20)]
+    lr = suggest_lr(lrs, losses, beta=0.)
+    assert lrs[10] <= lr <= lrs[20]
+    with pytest.raises(ValueError, match='at least 3'): suggest_lr(lrs[:2], losses[:2])
+    with pytest.raises(ValueError, match='gamma='): LRFinderCB(gamma=1.)
