@@ -39,8 +39,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.miniai-installed"
+venv_py="$(cd "$VENV" && pwd)/bin/python"
 want=$(cat settings.ini setup.py constraints.txt | md5sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+# Also reinstall when the package cannot be imported from outside the tree (e.g. an editable install made
+# before miniai/ had any modules maps nothing).
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd / && "$venv_py" -c 'import miniai.learner' >/dev/null 2>&1); then
   say "installing miniai and dev dependencies into $VENV (torch pinned by constraints.txt)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
