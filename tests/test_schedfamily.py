@@ -1,0 +1,555 @@
+"""Tests for miniai.schedfamily: equality with pytorch-accelerated and pytorch_optimizer where they are right,
+properties of every member (bounds, continuity, clamping past the end, resuming), validation, param groups."""
+import math, warnings
+from copy import deepcopy
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from torch import nn, optim
+from hypothesis import given, settings, assume, strategies as st
+
+from miniai.schedfamily import (WarmupDecaySched, LinearSched, CosineSched, PolySched, RexSched, WSDSched,
+                                CosineRestartsSched, ChebyshevSched, chebyshev_steps, fractal_perm, ParamSched,
+                                ProportionScheduler, CosineLrScheduler, SchedLin, SchedCos, SchedNo, SchedExp, SchedPoly,
+                                combine_scheds, param_groups, layer_units, no_wd_params, group_opt_func)
+
+warnings.filterwarnings('ignore', category=DeprecationWarning)
+warnings.filterwarnings('ignore', message='Detected call of')
+import pytorch_optimizer.lr_scheduler as po
+from pytorch_optimizer.lr_scheduler.chebyshev import get_chebyshev_lr_lambda
+import pytorch_accelerated.schedulers as pas  # (calls set_seed(42))
+
+FAST = settings(max_examples=40, deadline=None)
+
+
+# ---------------------------------------------------------------- helpers
+def groups(lrs=(1e-2,), opt_func=optim.SGD, **kw):
+    "An optimizer with one single-parameter group per lr."
+    return opt_func([{'params': [nn.Parameter(torch.zeros(1))], 'lr': lr} for lr in lrs], **kw)
+
+def lr0(o): return o.param_groups[0]['lr']
+
+def values(s, ns):
+    "The per-group values `get_updated_values(n)` for each n (list of lists)."
+    return [list(s.get_updated_values(n)) for n in ns]
+
+def close(a, b, rel=1e-12, abs_=1e-15): return abs(a - b) <= max(rel*max(abs(a), abs(b)), abs_)
+
+
+# ---------------------------------------------------------------- equality with the real packages
+@FAST
+@given(E=st.integers(1, 12), spe=st.integers(1, 9), k=st.floats(0.3, 3.), lr_min=st.floats(0., 1e-3),
+       ratio=st.one_of(st.none(), st.floats(0., 1.)), C=st.integers(0, 3), ng=st.integers(1, 3))
+def test_cosine_lr_equals_pyacc(E, spe, k, lr_min, ratio, C, ng):
+    "No warmup, no warmup ratio: the same lr as pytorch-accelerated for every update count, every group."
+    assume(C <= E)
+    lrs = [1e-2*(i + 1) for i in range(ng)]
+    kw = dict(k_decay=k, lr_min=lr_min, min_lr_ratio=ratio, num_cooldown_epochs=C)
+    o1,o2 = groups(lrs),groups(lrs)
+    a,b = pas.CosineLrScheduler(o1, E, spe, **kw),CosineLrScheduler(o2, E, spe, **kw)
+    for n in range(E*spe + 5):
+        a.step_update(n); b.step_update(n)
+        for g1,g2 in zip(o1.param_groups, o2.param_groups): assert close(g1['lr'], g2['lr']), (n, g1['lr'], g2['lr'])
+
+def test_cosine_lr_count_convention():
+    "pyacc's stateful step() evaluates n=0 first (f(0) trains twice); ours moves to f(n) after n steps."
+    o1,o2 = groups(),groups()
+    a,b = pas.CosineLrScheduler(o1, 2, 5),CosineLrScheduler(o2, 2, 5)
+    la,lb = [],[]
+    for _ in range(10):
+        la.append(lr0(o1)); lb.append(lr0(o2))
+        o1.step(); o2.step(); a.step(); b.step()
+    assert la[0] == la[1] == lb[0] == 1e-2 and lb[1] < 1e-2
+    assert all(close(x, y) for x,y in zip(la[1:], lb[:-1]))
+
+@FAST
+@given(T=st.integers(2, 120), wf=st.floats(0, 0.99), mx=st.floats(1e-3, 1.), mn=st.floats(0., 1.), it=st.floats(0., 1.),
+       cls=st.sampled_from(['linear', 'cosine']))
+def test_linear_cosine_equal_pytorch_optimizer(T, wf, mx, mn, it, cls):
+    "Their (t+1)-th step() returns our f(t), for t up to t_max (their valid range), warmup < t_max."
+    W = int(wf*T)
+    kw = dict(max_lr=mx, min_lr=mn*mx, init_lr=it*mx)
+    theirs = {'linear': po.LinearScheduler, 'cosine': po.CosineScheduler}[cls](groups(), t_max=T, warmup_steps=W, **kw)
+    ours = {'linear': LinearSched, 'cosine': CosineSched}[cls](groups(), T_max=T, warmup_steps=W, **kw)
+    for t in range(T + 1): assert close(float(theirs.step()), ours.get_updated_values(t)[0]), t
+
+@FAST
+@given(T=st.integers(12, 100), W=st.integers(0, 10), power=st.floats(0.2, 3.))
+def test_poly_warmup_equals_pytorch_optimizer(T, W, power):
+    "Their PolyScheduler is only right up to the end of warmup (then it grows past max_lr): equal there."
+    kw = dict(max_lr=0.01, min_lr=1e-3, init_lr=1e-4)
+    theirs = po.PolyScheduler(groups(), t_max=T, warmup_steps=W, poly_order=power, **kw)
+    ours = PolySched(groups(), T_max=T, warmup_steps=W, power=power, **kw)
+    for t in range(W + 1): assert close(theirs.step(), ours.get_updated_values(t)[0])
+    assert close(theirs.step(), 0.01) and theirs.step() > 0.0101 and 0.01 >= max(ours.get_updated_values(t)[0] for t in range(T + 5))
+
+@FAST
+@given(T=st.integers(1, 200), mx=st.floats(1e-3, 1.), mn=st.floats(0., 1.))
+def test_rex_equals_pytorch_optimizer(T, mx, mn):
+    "After t >= 1 steps both hold f(t) (theirs starts at min_lr before the first step; ours at f(0) = max)."
+    o1,o2 = groups(),groups()
+    a,b = po.REXScheduler(o1, total_steps=T, max_lr=mx, min_lr=mn*mx),RexSched(o2, T_max=T, max_lr=mx, min_lr=mn*mx)
+    assert close(lr0(o2), mx)
+    for _ in range(T + 5):
+        a.step(); b.step()
+        assert close(lr0(o1), lr0(o2))
+
+@FAST
+@given(first=st.integers(2, 30), mult=st.sampled_from([1., 1.5, 2., 0.7]), W=st.integers(0, 5), gamma=st.floats(0.5, 1.))
+def test_restarts_equal_pytorch_optimizer(first, mult, W, gamma):
+    "One group, while the decayed peak stays above min_lr (below it theirs leaves [min_lr, max_lr])."
+    assume(W < first)
+    o1,o2 = groups(),groups()
+    kw = dict(first_cycle_steps=first, cycle_mult=mult, max_lr=0.01, min_lr=1e-3, warmup_steps=W, gamma=gamma)
+    a,b = po.CosineAnnealingWarmupRestarts(o1, **kw),CosineRestartsSched(o2, **kw)
+    for t in range(1, 200):
+        a.step(); b.step()
+        if 0.01*gamma**a.cycle >= 1e-3: assert close(lr0(o1), lr0(o2)), t
+
+@pytest.mark.parametrize('shape', ['cosine', 'linear', '1-sqrt', '1-square'])
+@pytest.mark.parametrize('W,S,D', [(0, 10, 5), (10, 20, 15), (3, 0, 7), (1, 1, 1)])
+def test_wsd_equals_pytorch_optimizer(shape, W, S, D):
+    "Equal to get_wsd_schedule where it respects the floor: cosine with a floor, every shape with a floor of 0."
+    r = 0.1 if shape == 'cosine' else 0.
+    o1 = groups(); a = po.get_wsd_schedule(o1, W, S, D, min_lr_ratio=r, cooldown_type=shape)
+    b = WSDSched(groups(), T_max=W + S + D, warmup_steps=W, decay_steps=D, decay_shape=shape, min_ratio=r, init_ratio=0.)
+    for t in range(1, W + S + D + 10):
+        o1.step(); a.step(); b.step()
+        assert close(lr0(o1), lr0(b.optimizer)), t
+
+def test_wsd_no_jump_at_the_end():
+    "Theirs decays to 0 and jumps to min_lr_ratio at the end; ours goes down to the floor and stays."
+    o1 = groups(); a = po.get_wsd_schedule(o1, 5, 20, 25, min_lr_ratio=0.2, cooldown_type='linear')
+    b = WSDSched(groups(), T_max=50, warmup_steps=5, decay_steps=25, decay_shape='linear', min_ratio=0.2)
+    va,vb = [],[]
+    for _ in range(60):
+        va.append(lr0(o1)); vb.append(lr0(b.optimizer)); o1.step(); a.step(); b.step()
+    assert max(np.diff(va)) > 1e-3                    # their jump up
+    assert max(np.diff(vb)) <= 0.01/5 + 1e-12         # ours: only warmup steps go up
+    assert close(vb[-1], 0.002)
+
+@pytest.mark.parametrize('P', [8, 16, 32, 256])
+def test_chebyshev_equals_pytorch_optimizer(P):
+    s = ChebyshevSched(groups([1.]), T_max=P)
+    assert np.allclose(s.mults, po.get_chebyshev_perm_steps(P), rtol=1e-13)
+    assert all(close(s.get_updated_values(n)[0], get_chebyshev_lr_lambda(n + 2, P)) for n in range(P))
+
+def test_chebyshev_lengths():
+    assert fractal_perm(8) == [0, 7, 3, 4, 1, 6, 2, 5]
+    for T,P in ((1, 1), (2, 2), (5, 8), (8, 8), (9, 16), (600, 1024)):
+        s = ChebyshevSched(groups([1.]), T_max=T)
+        assert len(s.mults) == P and sorted(s.mults) == sorted(chebyshev_steps(P))
+        assert len(ChebyshevSched(groups([1.]), T_max=T, pow2=False).mults) == T
+    assert sorted(ChebyshevSched(groups([1.]), T_max=600, pow2=False).mults) == sorted(chebyshev_steps(600))
+    assert ChebyshevSched(groups([1.]), T_max=8, fractal=False).mults == chebyshev_steps(8)
+
+@FAST
+@given(mx=st.floats(1e-3, 1.), mn=st.floats(0., 0.99), vmax=st.floats(0., 5.), vmin=st.floats(0., 5.))
+def test_proportion_equals_pytorch_optimizer(mx, mn, vmax, vmin):
+    o1,o2 = groups([mx]),groups([mx])
+    l1,l2 = CosineSched(o1, T_max=30, min_lr=mn*mx),CosineSched(o2, T_max=30, min_lr=mn*mx)
+    a = po.ProportionScheduler(l1, max_lr=mx, min_lr=mn*mx, max_value=vmax, min_value=vmin)
+    b = ProportionScheduler(l2, max_lr=mx, min_lr=mn*mx, max_value=vmax, min_value=vmin)
+    for _ in range(35):
+        l1.step(); l2.step()
+        assert close(a.step(), b.step(), rel=1e-9, abs_=1e-12)
+        assert b.get_lr() == o2.param_groups[0]['rho']
+
+
+# ---------------------------------------------------------------- properties of every member
+# Each case: (scheduler factory on an optimizer, levels (lo, hi) per group, end of the schedule, max step change per
+# group or None (not meant to be continuous)). Two or three groups with their own lrs.
+lrs_st = st.lists(st.floats(1e-4, 1.), min_size=1, max_size=3)
+ks = st.floats(1., 3.)
+
+@st.composite
+def warmup_decay_cases(draw):
+    T = draw(st.integers(2, 300)); W = draw(st.integers(0, T - 1))
+    lrs = draw(lrs_st); mr = draw(st.floats(0., 1.)); ir = draw(st.one_of(st.none(), st.floats(0., 1.)))
+    k = draw(ks); which = draw(st.sampled_from(['linear', 'cosine', 'poly', 'rex', 'wsd']))
+    kw = dict(T_max=T, warmup_steps=W, min_ratio=mr, init_ratio=ir, k_decay=k)
+    D = T - W
+    if which == 'linear': f,L = partial(LinearSched, **kw),1.
+    elif which == 'cosine': f,L = partial(CosineSched, **kw),math.pi/2
+    elif which == 'poly':
+        p = draw(st.floats(1., 3.)); f,L = partial(PolySched, power=p, **kw),p
+    elif which == 'rex': f,L = partial(RexSched, **kw),2.
+    else:
+        D = draw(st.integers(0, T - W)); shape = draw(st.sampled_from(['cosine', 'linear', '1-square', '1-sqrt']))
+        f = partial(WSDSched, decay_steps=D, decay_shape=shape, **kw)
+        L = {'cosine': math.pi/2, 'linear': 1., '1-square': 2.}.get(shape)
+    ir_ = mr if ir is None else ir
+    lo = [lr*min(mr, ir_) for lr in lrs]
+    def step_bound(i):
+        span,wspan = lrs[i]*(1 - mr),lrs[i]*abs(1 - ir_)
+        dec = 0. if D == 0 else (span*math.sqrt(k/D) if L is None else span*L*k/D)
+        return max(wspan/W if W else 0., dec) if D or not W else None
+    return f,lrs,lo,lrs,T,step_bound
+
+@st.composite
+def other_cases(draw):
+    lrs = draw(lrs_st)
+    which = draw(st.sampled_from(['restarts', 'restarts_n', 'chebyshev', 'param', 'param_rel', 'cosine_lr']))
+    if which == 'restarts':
+        first = draw(st.integers(2, 40)); W = draw(st.integers(1, first - 1)); mult = draw(st.sampled_from([1., 1.5, 2.]))
+        g = draw(st.floats(0.3, 1.)); mr = draw(st.floats(0., 1.)); T = draw(st.integers(1, 300)); k = draw(ks)
+        f = partial(CosineRestartsSched, T_max=T, first_cycle_steps=first, cycle_mult=mult, gamma=g, warmup_steps=W,
+                    min_ratio=mr, k_decay=k)
+        bound = lambda i: lrs[i]*(1 - mr)*max(1/W, math.pi/2*k/max(1, first - W - 0))  # warmup each cycle, start = floor
+        # (later cosines are at least as long as the first when mult >= 1)
+        return f,lrs,[lr*mr for lr in lrs],lrs,T,bound
+    if which == 'restarts_n':
+        n = draw(st.integers(1, 4)); T = draw(st.integers(12*n, 300)); mult = draw(st.sampled_from([1., 2., 0.8]))
+        f = partial(CosineRestartsSched, T_max=T, n_cycles=n, cycle_mult=mult, warmup_steps=4, warmup_each_cycle=draw(st.booleans()))
+        return f,lrs,[0.]*len(lrs),lrs,T,None
+    if which == 'chebyshev':
+        T = draw(st.integers(1, 200)); pow2 = draw(st.booleans()); fr = draw(st.booleans())
+        P = 1 << (T - 1).bit_length()
+        f = partial(ChebyshevSched, T_max=T, pow2=pow2, fractal=fr)
+        return f,lrs,[lr*0.99 for lr in lrs],[lr*20 for lr in lrs],(P if pow2 else T) - 1,None
+    if which in ('param', 'param_rel'):
+        T = draw(st.integers(1, 300)); a,b = draw(st.floats(1e-4, 1.)),draw(st.floats(1e-4, 1.))
+        kind = draw(st.sampled_from(['lin', 'cos', 'exp', 'poly', 'no', 'combined']))
+        ann,L = {'lin': (SchedLin(a, b), abs(b - a)), 'cos': (SchedCos(a, b), abs(b - a)*math.pi/2),
+                 'exp': (SchedExp(a, b), abs(math.log(b/a))*max(a, b)), 'poly': (SchedPoly(a, b, 2.), 2*abs(b - a)),
+                 'no': (SchedNo(a), 0.), 'combined': (combine_scheds([0.3, 0.7], [SchedCos(a, b), SchedCos(b, a)]),
+                                                      abs(b - a)*math.pi/2/0.3)}[kind]
+        rel = which == 'param_rel'
+        f = partial(ParamSched, field='lr', f=ann, T_max=T, relative=rel)
+        sc = lrs if rel else [1.]*len(lrs)
+        return (f,lrs,[s*min(a, b) for s in sc],[s*max(a, b) for s in sc],T,
+                lambda i: sc[i]*L/T)
+    E,spe = draw(st.integers(1, 10)),draw(st.integers(1, 10)); W = draw(st.integers(0, E - 1)); C = draw(st.integers(0, E - W - 1))
+    k,mr,wr = draw(ks),draw(st.floats(0., 1.)),draw(st.floats(0., 1.))
+    f = partial(CosineLrScheduler, total_num_epochs=E, num_update_steps_per_epoch=spe, k_decay=k, min_lr_ratio=mr,
+                num_warmup_epochs=W, warmup_starting_lr_ratio=wr, num_cooldown_epochs=C)
+    D = (E - W - C)*spe
+    bound = lambda i: max(lrs[i]*(1 - wr)/(W*spe) if W else 0., lrs[i]*(1 - mr)*math.pi/2*k/D)
+    return f,lrs,[lr*min(mr, wr if W else 1.) for lr in lrs],lrs,E*spe,bound
+
+cases = st.one_of(warmup_decay_cases(), other_cases())
+
+@settings(max_examples=150, deadline=None)
+@given(case=cases)
+def test_inside_levels_continuous_and_clamped(case):
+    f,lrs,lo,hi,end,bound = case
+    s = f(groups(lrs))
+    vs = values(s, range(end + 6))
+    assert s.get_last_lr() == vs[0]                                     # construction leaves f(0)
+    for n,v in enumerate(vs):
+        for i,x in enumerate(v): assert lo[i]*(1 - 1e-9) - 1e-15 <= x <= hi[i]*(1 + 1e-9) + 1e-15, (n, i, x, lo[i], hi[i])
+    for n in range(end, end + 6): assert vs[n] == vs[end]                # held after the end
+    assert values(s, [end + 10**6, -3]) == [vs[end], vs[0]]
+    for i in range(len(lrs)):
+        b = bound(i) if bound else None
+        if b is None: continue
+        d = max((abs(vs[n+1][i] - vs[n][i]) for n in range(end)), default=0.)
+        assert d <= b*(1 + 1e-9) + 1e-15, (i, d, b)
+
+@settings(max_examples=80, deadline=None)
+@given(case=cases, k=st.integers(0, 60), m=st.integers(1, 60), opt_first=st.booleans())
+def test_resume_identical_trajectory(case, k, m, opt_first):
+    "Train k updates, save optimizer + scheduler, rebuild (optimizer state loaded before or after), continue m updates."
+    f,lrs = case[0],case[1]
+    model = nn.ModuleList(nn.Linear(3, 1) for _ in lrs)
+    def make_opt(mdl): return optim.AdamW([{'params': l.parameters(), 'lr': lr} for l,lr in zip(mdl, lrs)], weight_decay=0.01)
+    opt = make_opt(model); s = f(opt)
+    x = torch.randn(4, 3)
+    def update(o, mdl, sch):
+        o.zero_grad(); sum(l(x).pow(2).mean() for l in mdl).backward(); o.step(); sch.step()
+    for _ in range(k): update(opt, model, s)
+    sd_opt,sd_s = deepcopy(opt.state_dict()),deepcopy(s.state_dict())
+    model2 = deepcopy(model); opt2 = make_opt(model2)
+    if opt_first: opt2.load_state_dict(sd_opt); s2 = f(opt2)
+    else: s2 = f(opt2); opt2.load_state_dict(sd_opt)
+    s2.load_state_dict(sd_s)
+    for _ in range(m):
+        assert [pg['lr'] for pg in opt2.param_groups] == [pg['lr'] for pg in opt.param_groups]
+        update(opt, model, s); update(opt2, model2, s2)
+    assert all(torch.equal(a, b) for a,b in zip(model.parameters(), model2.parameters()))
+
+def test_proportion_follows_each_group_and_resumes():
+    o = groups([0.1, 0.01])
+    l = CosineSched(o, T_max=20, min_ratio=0.1)
+    p = ProportionScheduler(l, max_lr=0.1, min_lr=0.01, max_value=0.05, min_value=0.01)
+    assert p.fields == ('rho',)
+    assert [pg['rho'] for pg in o.param_groups] == [0.05, 0.01]
+    seen = []
+    for _ in range(25):
+        l.step(); p.step(); seen.append([pg['rho'] for pg in o.param_groups])
+    assert all(0.01 <= v <= 0.05 for r in seen for v in r)
+    assert close(seen[-1][0], 0.01) and max(abs(a[0] - b[0]) for a,b in zip(seen, seen[1:])) < 0.05/20*math.pi/2*1.01
+    o.param_groups[0]['lr'] = 5.  # far above max_lr: clamped
+    assert p.get_updated_values(0)[0] == 0.05
+
+def test_proportion_resumes():
+    def build(o):
+        l = CosineSched(o, T_max=30, min_ratio=0.1)
+        return l,ProportionScheduler(l, max_lr=0.1, min_lr=0.01, max_value=0.05, min_value=0.01)
+    o = groups([0.1, 0.03]); l,p = build(o)
+    for _ in range(12): o.step(); l.step(); p.step()
+    sd = deepcopy((o.state_dict(), l.state_dict(), p.state_dict()))
+    o2 = groups([0.1, 0.03]); l2,p2 = build(o2)
+    o2.load_state_dict(sd[0]); l2.load_state_dict(sd[1]); p2.load_state_dict(sd[2])
+    for _ in range(25):
+        assert [(g['lr'], g['rho']) for g in o.param_groups] == [(g['lr'], g['rho']) for g in o2.param_groups]
+        for oo,ll,pp in ((o, l, p), (o2, l2, p2)): oo.step(); ll.step(); pp.step()
+
+
+# ---------------------------------------------------------------- specific behaviour
+def test_per_group_levels_and_max_lr():
+    o = groups([1e-3, 1e-2, 1e-1])
+    s = CosineSched(o, T_max=100, warmup_pct=0.1, min_ratio=0.1, init_ratio=0.01)
+    assert np.allclose(s.get_last_lr(), [1e-5, 1e-4, 1e-3])
+    assert np.allclose(s.get_updated_values(10), [1e-3, 1e-2, 1e-1]) and np.allclose(s.get_updated_values(100), [1e-4, 1e-3, 1e-2])
+    s = LinearSched(groups([1., 1.]), T_max=10, max_lr=[0.1, 0.2], min_lr=[0.01, 0.])
+    assert np.allclose(s.get_updated_values(0), [0.1, 0.2]) and np.allclose(s.get_updated_values(10), [0.01, 0.])
+
+def test_warmup_as_long_as_the_run():
+    "T_max == warmup: no division by zero; the floor at T_max."
+    for cls in (LinearSched, CosineSched, RexSched, partial(PolySched, power=2.), partial(WSDSched, decay_steps=0)):
+        s = cls(groups([0.01]), T_max=10, warmup_steps=10)
+        assert np.allclose([s.get_updated_values(n)[0] for n in (0, 5, 9, 10, 11)], [0, 0.005, 0.009, 0, 0])
+
+def test_k_decay():
+    a,b = CosineSched(groups(), T_max=100),CosineSched(groups(), T_max=100, k_decay=3.)
+    assert b.get_updated_values(50)[0] > a.get_updated_values(50)[0]
+    assert b.get_updated_values(100) == a.get_updated_values(100) and b.get_updated_values(0) == a.get_updated_values(0)
+
+def test_restarts_layout():
+    s = CosineRestartsSched(groups([0.1]), T_max=70, n_cycles=3, cycle_mult=2, warmup_steps=5, warmup_each_cycle=False)
+    assert s._cos == [9, 19, 37] and s._starts == [0, 14, 33]
+    assert s.get_updated_values(14) == [0.1] and s.get_updated_values(70) == [0.]
+    s = CosineRestartsSched(groups([0.1]), first_cycle_steps=10, warmup_steps=2, gamma=0.5)
+    assert [s.locate(n) for n in (0, 9, 10, 25)] == [(0, 0), (0, 9), (1, 0), (2, 5)]
+    assert close(s.get_updated_values(12)[0], 0.05)   # second cycle's peak
+    # per-group peaks survive (the original writes min_lr into every group and uses one max_lr)
+    s = CosineRestartsSched(groups([0.01, 0.1]), first_cycle_steps=30, warmup_steps=5, min_ratio=0.01)
+    assert np.allclose(s.get_updated_values(5), [0.01, 0.1])
+    a = po.CosineAnnealingWarmupRestarts(groups([0.01, 0.1]), first_cycle_steps=30, max_lr=0.01, min_lr=1e-4, warmup_steps=5)
+    for _ in range(5): a.step()
+    assert [pg['lr'] for pg in a.optimizer.param_groups] == [0.01, 0.01]
+
+def test_annealers():
+    assert close(SchedCos(1., 0.)(0.5), 0.5) and SchedCos(1., 0.)(1.5) == 0. and SchedLin(0., 1.)(-1) == 0.
+    assert close(SchedExp(1e-4, 1e-2)(0.5), 1e-3) and close(SchedPoly(0., 1., 2.)(0.5), 0.25) and SchedNo(3.)(0.7) == 3.
+    one = combine_scheds([0.25, 0.75], [SchedCos(0.1, 1.), SchedCos(1., 0.)])
+    assert np.allclose([one(p) for p in (0, 0.25, 0.625, 1, 2)], [0.1, 1., 0.5, 0., 0.])
+    assert 'SchedCos' in repr(one)
+
+def test_param_sched_any_field():
+    o = optim.AdamW(nn.Linear(2, 1).parameters(), lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
+    w = ParamSched(o, 'weight_decay', SchedCos(0.1, 1e-3), T_max=10)
+    b2 = ParamSched(o, 'beta2', SchedLin(0.95, 0.999), T_max=10)
+    assert w.fields == ('weight_decay',) and b2.fields == ('beta2',)
+    assert o.param_groups[0]['betas'] == (0.9, 0.95)
+    for _ in range(12): w.step(); b2.step()
+    assert close(o.param_groups[0]['weight_decay'], 1e-3) and o.param_groups[0]['betas'] == (0.9, 0.999)
+    # relative: a multiplier of each group's base value (a group with no weight decay keeps none)
+    o = optim.AdamW([{'params': [nn.Parameter(torch.zeros(1))], 'weight_decay': 0.1},
+                     {'params': [nn.Parameter(torch.zeros(1))], 'weight_decay': 0.}])
+    s = ParamSched(o, 'weight_decay', SchedLin(1., 0.5), T_max=4, relative=True)
+    for _ in range(4): s.step()
+    assert [pg['weight_decay'] for pg in o.param_groups] == [0.05, 0.]
+    s = ParamSched(groups([1., 1.]), 'lr', [SchedNo(1.), SchedNo(2.)], T_max=3)
+    assert s.get_last_lr() == [1., 2.]
+
+def test_create_scheduler_fn():
+    f = CosineLrScheduler.create_scheduler_fn(num_warmup_epochs=1)
+    assert 'total_num_epochs' not in f.keywords and 'num_update_steps_per_epoch' not in f.keywords
+    assert f(groups(), total_num_epochs=3, num_update_steps_per_epoch=5).total_iterations == 15
+    from pytorch_accelerated import TrainerPlaceholderValues as P
+    f = CosineLrScheduler.create_scheduler_fn(total_num_epochs=P.NUM_EPOCHS, num_update_steps_per_epoch=4)
+    assert 'total_num_epochs' not in f.keywords and f.keywords['num_update_steps_per_epoch'] == 4
+    with pytest.raises(ValueError, match='total_num_epochs='):
+        CosineLrScheduler(groups(), P.NUM_EPOCHS, 4)
+
+def test_cosine_lr_fixes():
+    "The four documented differences from pytorch-accelerated, with the package beside."
+    w1 = dict(lr_min=1e-4, num_warmup_epochs=3)
+    ours = CosineLrScheduler(groups(), 10, 10, **w1)
+    theirs = pas.CosineLrScheduler(groups(), 10, 10, **w1)
+    # 1. the cosine spans warmup end .. T: floor first reached at T (theirs at T - 2W + ... = 70)
+    assert ours.get_updated_values(99)[0] > 1e-4 and ours.get_updated_values(100)[0] == 1e-4
+    theirs.step_update(70); assert lr0(theirs.optimizer) == 1e-4
+    # 2. ratio warmup even, ending at base
+    w2 = dict(lr_min=1e-4, num_warmup_epochs=2, warmup_starting_lr_ratio=0.1)
+    ours = CosineLrScheduler(groups(), 10, 10, **w2)
+    v = [ours.get_updated_values(n)[0] for n in range(21)]
+    assert np.allclose(np.diff(v), 0.009/20) and v[20] == 0.01
+    theirs = pas.CosineLrScheduler(groups(), 10, 10, **w2)
+    theirs.step_update(19); assert lr0(theirs.optimizer) > 0.0104
+    # 3. construction applies ratio x base
+    assert lr0(ours.optimizer) == 0.001 and lr0(pas.CosineLrScheduler(groups(), 10, 10, **w2).optimizer) == 1e-6
+    # 4. resume keeps the lr
+    for cls,keeps in ((CosineLrScheduler, True), (pas.CosineLrScheduler, False)):
+        o = groups(); s = cls(o, 10, 10, **w1)
+        for _ in range(35): o.step(); s.step()
+        o2 = groups(); o2.load_state_dict(o.state_dict()); s2 = cls(o2, 10, 10, **w1); s2.load_state_dict(s.state_dict())
+        assert (lr0(o2) == lr0(o)) == keeps
+
+
+# ---------------------------------------------------------------- validation: the message names the parameter
+BAD = [
+    (LinearSched, dict(), 'T_max=None'),
+    (LinearSched, dict(T_max=0), 'T_max=0'),
+    (LinearSched, dict(T_max=2.5), 'T_max=2.5'),
+    (CosineSched, dict(T_max=10, warmup_steps=11), 'warmup_steps=11'),
+    (CosineSched, dict(T_max=10, warmup_steps=-1), 'warmup_steps=-1'),
+    (CosineSched, dict(T_max=10, warmup_pct=1.5), 'warmup_pct=1.5'),
+    (CosineSched, dict(T_max=10, warmup_steps=2, warmup_pct=0.5), 'warmup_pct=0.5'),
+    (CosineSched, dict(T_max=10, min_lr=0.5), 'min_lr=0.5'),
+    (CosineSched, dict(T_max=10, min_ratio=1.5), 'min_ratio=1.5'),
+    (CosineSched, dict(T_max=10, init_lr=-1.), 'init_lr=-1.0'),
+    (CosineSched, dict(T_max=10, init_ratio=2.), 'init_ratio=2.0'),
+    (CosineSched, dict(T_max=10, max_lr=[0.1, 0.2]), 'max_lr=[0.1, 0.2]'),
+    (CosineSched, dict(T_max=10, k_decay=0.), 'k_decay=0.0'),
+    (CosineSched, dict(T_max=10, max_lr=float('nan')), 'max_lr=nan'),
+    (PolySched, dict(T_max=10, power=-1.), 'power=-1.0'),
+    (WSDSched, dict(T_max=10, decay_steps=11), 'decay_steps=11'),
+    (WSDSched, dict(T_max=10, warmup_steps=5, decay_pct=0.6), 'decay_pct=0.6'),
+    (WSDSched, dict(T_max=10, decay_shape='exp'), "decay_shape='exp'"),
+    (CosineRestartsSched, dict(T_max=10), 'first_cycle_steps=None'),
+    (CosineRestartsSched, dict(first_cycle_steps=10, n_cycles=2), 'first_cycle_steps=10'),
+    (CosineRestartsSched, dict(first_cycle_steps=0), 'first_cycle_steps=0'),
+    (CosineRestartsSched, dict(first_cycle_steps=10, warmup_steps=10), 'warmup_steps=10'),
+    (CosineRestartsSched, dict(first_cycle_steps=10, cycle_mult=0), 'cycle_mult=0'),
+    (CosineRestartsSched, dict(first_cycle_steps=10, gamma=1.5), 'gamma=1.5'),
+    (CosineRestartsSched, dict(n_cycles=2), 'n_cycles=2'),
+    (CosineRestartsSched, dict(T_max=5, n_cycles=2, warmup_steps=2), 'n_cycles=2'),
+    (CosineRestartsSched, dict(T_max=6, n_cycles=3, cycle_mult=10.), 'cycle_mult=10.0'),
+    (ChebyshevSched, dict(T_max=8, small_m=0.), 'small_m=0.0'),
+    (ChebyshevSched, dict(T_max=8, small_m=0.5, big_m=0.4), 'big_m=0.4'),
+    (ParamSched, dict(field='lr', f=None, T_max=5), 'f=None'),
+    (ParamSched, dict(field='lr', f=[SchedNo(1.)] * 2, T_max=5), 'f=['),
+    (ParamSched, dict(field='gamma', f=SchedNo(1.), T_max=5), "field='gamma'"),
+    (ParamSched, dict(field='lr', f=SchedNo(1.)), 'T_max=None'),
+    (partial(ProportionScheduler, max_lr=0.1), dict(min_lr=0.2), 'min_lr=0.2'),
+    (partial(ProportionScheduler, max_lr=-0.1), dict(), 'max_lr=-0.1'),
+    (CosineLrScheduler, dict(total_num_epochs=None, num_update_steps_per_epoch=5), 'total_num_epochs=None'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=0), 'num_update_steps_per_epoch=0'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, num_warmup_epochs=2, num_cooldown_epochs=2),
+     'num_warmup_epochs=2'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, lr_min=-1.), 'lr_min=-1.0'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, lr_min=1.), 'lr_min=1.0'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, min_lr_ratio=2.), 'min_lr_ratio=2.0'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, k_decay=-1.), 'k_decay=-1.0'),
+    (CosineLrScheduler, dict(total_num_epochs=3, num_update_steps_per_epoch=5, warmup_starting_lr_ratio=1.5),
+     'warmup_starting_lr_ratio=1.5'),
+]
+
+@pytest.mark.parametrize('cls,kw,msg', BAD)
+def test_bad_arguments(cls, kw, msg):
+    with pytest.raises(ValueError) as e: cls(groups([0.1]), **kw)
+    assert msg in str(e.value), str(e.value)
+
+@pytest.mark.parametrize('f,msg', [
+    (lambda: SchedExp(0., 1.), 'start=0.0'), (lambda: SchedPoly(0., 1., 0.), 'power=0.0'),
+    (lambda: SchedLin(float('inf'), 1.), 'start=inf'),
+    (lambda: combine_scheds([0.5, 0.6], [SchedLin(0, 1), SchedNo(1)]), 'pcts=[0.5, 0.6]'),
+    (lambda: combine_scheds([1.], [SchedLin(0, 1), SchedNo(1)]), 'pcts=[1.0]'),
+    (lambda: combine_scheds([0.5, 0.5], [SchedLin(0, 1), 3]), 'scheds[1]=3'),
+    (lambda: fractal_perm(6), 'n=6'),
+])
+def test_bad_annealers(f, msg):
+    with pytest.raises(ValueError) as e: f()
+    assert msg in str(e.value), str(e.value)
+
+def test_proportion_needs_optimizer():
+    with pytest.raises(TypeError, match='lr_sched_or_opt='): ProportionScheduler(3, max_lr=0.1)
+
+
+# ---------------------------------------------------------------- param groups
+class Block(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.ln1,self.attn = nn.LayerNorm(d),nn.MultiheadAttention(d, 2, batch_first=True)
+        self.ln2,self.mlp = nn.LayerNorm(d),nn.Sequential(nn.Linear(d, 2*d), nn.GELU(), nn.Linear(2*d, d))
+    def forward(self, x):
+        h = self.ln1(x); x = x + self.attn(h, h, h)[0]
+        return x + self.mlp(self.ln2(x))
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab=50, d=16, n_layers=3, ctx=8):
+        super().__init__()
+        self.emb,self.pos = nn.Embedding(vocab, d),nn.Parameter(torch.zeros(ctx, d))
+        self.blocks = nn.ModuleList(Block(d) for _ in range(n_layers))
+        self.norm,self.head = nn.LayerNorm(d),nn.Linear(d, vocab)
+    def forward(self, x):
+        x = self.emb(x) + self.pos[:x.shape[1]]
+        for b in self.blocks: x = b(x)
+        return self.head(self.norm(x))
+
+def conv_net():
+    "The miniai conv net (miniai.init.get_model when available, else the same layers: 30,402 parameters)."
+    try:
+        from miniai.init import get_model
+        return get_model()
+    except ImportError:
+        def conv(ni, nf, ks=3, act=True, norm=True):
+            l = [nn.Conv2d(ni, nf, ks, stride=2, padding=ks//2, bias=not norm)] + ([nn.BatchNorm2d(nf)] if norm else [])
+            return nn.Sequential(*(l + [nn.ReLU()] if act else l))
+        m = nn.Sequential(conv(1, 8, 5), conv(8, 16), conv(16, 32), conv(32, 64), conv(64, 10, act=False, norm=False), nn.Flatten())
+        assert sum(p.numel() for p in m.parameters()) == 30402
+        return m
+
+def check_complete(model, pgs):
+    ids = [id(p) for g in pgs for p in g['params']]
+    assert len(ids) == len(set(ids)) == len({id(p) for p in model.parameters()})
+
+def no_wd_names(model, pgs):
+    named = dict(model.named_parameters())
+    return {n for n,p in named.items() if any(p is q for g in pgs if g['weight_decay'] == 0 for q in g['params'])}
+
+def test_param_groups_transformer():
+    lm = TinyLM()
+    assert [n for n,_ in layer_units(lm)] == ['(own)', 'emb', 'blocks.0', 'blocks.1', 'blocks.2', 'norm', 'head']
+    pgs = param_groups(lm, lr=slice(1e-4, 1e-2), n_groups=3, wd=0.05)
+    check_complete(lm, pgs)
+    assert np.allclose([g['lr'] for g in pgs], [1e-4, 1e-3, 1e-3, 1e-2, 1e-2])
+    assert {g['weight_decay'] for g in pgs} == {0.05, 0.}
+    assert no_wd_names(lm, pgs) == {n for n,_ in lm.named_parameters() if n.endswith('bias') or '.ln' in n or n.startswith('norm.')}
+    pgs = param_groups(lm, lr=[1, 2, 3], split=[r'^(emb|pos)', r'blocks', ''])
+    assert [g['lr'] for g in pgs] == [1, 2, 2, 3, 3]
+    check_complete(lm, pgs)
+    pgs = param_groups(lm, lr=slice(1e-2), split=lambda m: [m.emb, m.blocks, m.head, m.norm, [m.pos]])
+    check_complete(lm, pgs)
+    assert [g['lr'] for g in pgs if g['weight_decay']] == [1e-3, 1e-3, 1e-3, 1e-2]
+    with pytest.raises(ValueError, match="split=.*'norm.weight'"): param_groups(lm, split=[r'^(emb|pos)', r'blocks', r'head'])
+    with pytest.raises(ValueError, match="split=.*no group"): param_groups(lm, split=lambda m: [m.emb, m.blocks])
+    with pytest.raises(ValueError, match='n_groups=8'): param_groups(lm, n_groups=8)
+    with pytest.raises(ValueError, match=r'lr=\[1, 2\]'): param_groups(lm, lr=[1, 2], n_groups=3)
+    with pytest.raises(ValueError, match='wd=-1'): param_groups(lm, wd=-1)
+    opt = optim.AdamW(param_groups(lm, lr=slice(1e-4, 1e-2)), lr=1e-3)
+    lm(torch.randint(0, 50, (2, 8))).sum().backward(); opt.step()
+
+def test_param_groups_conv_net():
+    m = conv_net()
+    pgs = param_groups(m, lr=slice(1e-3, 1e-1))
+    check_complete(m, pgs)
+    n = len(layer_units(m))
+    lrs = sorted({g['lr'] for g in pgs})
+    assert len(lrs) == n and np.allclose(lrs, np.geomspace(1e-3, 1e-1, n))
+    bn = {id(p) for mod in m.modules() if isinstance(mod, nn.BatchNorm2d) for p in mod.parameters()}
+    biases = {id(p) for nm,p in m.named_parameters() if nm.endswith('bias')}
+    assert {id(p) for g in pgs if g['weight_decay'] == 0 for p in g['params']} == bn | biases == no_wd_params(m)
+    assert all(g['weight_decay'] == 0.01 for g in param_groups(m, no_wd_bias_norm=False))
+    pgs2 = param_groups(m, lr=0.1, n_groups=2)
+    assert len({g['lr'] for g in pgs2}) == 1 and len(pgs2) == 4
+
+def test_param_groups_shared_and_wrapped():
+    lin = nn.Linear(4, 4)
+    m = nn.Sequential(nn.Sequential(lin, nn.GroupNorm(2, 4), lin, nn.Linear(4, 2)))   # a wrapper, a shared layer
+    assert len(layer_units(m)) == 3   # the shared layer is one unit (torch lists a shared module once)
+    pgs = param_groups(m, lr=slice(1e-3, 1e-1))
+    check_complete(m, pgs)
+
+def test_group_opt_func():
+    m = TinyLM()
+    f = group_opt_func(m, optim.AdamW, lr_mult=slice(0.01, 1.), n_groups=2, betas=(0.9, 0.95))
+    opt = f(m.parameters(), 0.1)
+    assert np.allclose(sorted({g['lr'] for g in opt.param_groups}), [1e-3, 0.1])
+    assert opt.param_groups[0]['betas'] == (0.9, 0.95)
+    with pytest.raises(ValueError, match='not those of the model'): f(nn.Linear(2, 2).parameters(), 0.1)
