@@ -8,7 +8,7 @@ __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 
            'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
            'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find']
 
-# %% ../nbs/02_learner.ipynb #3654a24e
+# %% ../nbs/02_learner.ipynb #dd13518b
 import math, sys, time
 from copy import deepcopy
 from functools import partial
@@ -24,7 +24,7 @@ from fastcore.foundation import L
 from torcheval.metrics import Mean
 from matplotlib.figure import Figure
 
-# %% ../nbs/02_learner.ipynb #a436e0f8
+# %% ../nbs/02_learner.ipynb #18e1146e
 class CancelFitException(Exception):
     "Raise in a callback to stop the fit: skips `after_fit`; `cleanup_fit` still runs."
 class CancelEpochException(Exception):
@@ -49,7 +49,7 @@ def run_cbs(cbs, # callbacks
         method = getattr(cb, method_nm, None)
         if method is not None: method(learn)
 
-# %% ../nbs/02_learner.ipynb #aefe09d7
+# %% ../nbs/02_learner.ipynb #7a9e57f9
 def default_device()->str:
     "'cuda' when a GPU is available, else 'mps' on Apple silicon, else 'cpu'."
     if torch.cuda.is_available(): return 'cuda'
@@ -72,7 +72,7 @@ def to_cpu(x):
     res = x.detach().cpu()
     return res.float() if res.dtype == torch.float16 else res
 
-# %% ../nbs/02_learner.ipynb #92bb1f62
+# %% ../nbs/02_learner.ipynb #94da737a
 _STEPS = ('predict', 'get_loss', 'backward', 'step', 'zero_grad')
 
 class Learner:
@@ -175,7 +175,7 @@ def _check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise ValueError(f"lr={lr!r}: must be a finite number > 0")
 
-# %% ../nbs/02_learner.ipynb #127f484e
+# %% ../nbs/02_learner.ipynb #b9c279a2
 class TrainCB(Callback):
     "Provides the five training steps for a plain `Learner`: the first `n_inp` batch items are inputs."
     def __init__(self, n_inp:int=1): self.n_inp = n_inp
@@ -214,7 +214,7 @@ class MomentumLearner(TrainLearner):
             for p in self.model.parameters():
                 if p.grad is not None: p.grad *= self.mom
 
-# %% ../nbs/02_learner.ipynb #28eb5e81
+# %% ../nbs/02_learner.ipynb #d2cebb0c
 class DeviceCB(Callback):
     "Moves the model to `device` before the fit and each batch before it is used."
     def __init__(self, device=None): self.device = device or def_device
@@ -273,12 +273,13 @@ class MetricsCB(Callback):
         self._pending = False
         self._log(self.row)
 
-# %% ../nbs/02_learner.ipynb #7bf03adf
+# %% ../nbs/02_learner.ipynb #2e4718f7
 def in_notebook()->bool:
-    "True inside a Jupyter kernel (where fastprogress draws HTML bars)."
+    """True inside a live Jupyter kernel, where fastprogress draws HTML bars. A notebook executed headless
+    (nbdev-test, execnb) is not live: it gets the plain table, which reads well as a saved output."""
     ip = sys.modules.get('IPython')
     shell = ip.get_ipython() if ip is not None and hasattr(ip, 'get_ipython') else None
-    return shell is not None and type(shell).__name__ in ('ZMQInteractiveShell', 'CaptureShell')
+    return shell is not None and type(shell).__name__ == 'ZMQInteractiveShell'
 
 def format_row(row:dict)->list:
     "The row's values as strings: epochs as ints, times as m:ss.s, other numbers with 4 decimals."
@@ -345,7 +346,7 @@ class SingleBatchCB(Callback):
     order = 1
     def after_batch(self, learn): raise CancelFitException()
 
-# %% ../nbs/02_learner.ipynb #dcffb3be
+# %% ../nbs/02_learner.ipynb #fc7e2f3b
 class LRFinderCB(Callback):
     "Multiplies the lr by `gamma` after each training batch and stops when the loss exceeds `max_mult` × its minimum."
     order = 1
