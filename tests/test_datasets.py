@@ -341,3 +341,10 @@ def test_real_tensors_and_get_dls(real_env):
     xb, yb = next(iter(get_dls().train))
     assert xb.shape == (1024, 1, 28, 28) and xb.dtype == torch.float32 and yb.dtype == torch.int64
     assert abs(xb.mean().item()) < 0.1 and abs(xb.std().item() - 1) < 0.1
+
+def test_memorydl_restores_threads():
+    "Batches are made with one thread; the consumer of each batch sees the original thread count."
+    x, y = numbered(100)
+    n = torch.get_num_threads()
+    for _ in MemoryDL(x, y, bs=10, shuffle=True): assert torch.get_num_threads() == n
+    assert torch.get_num_threads() == n
