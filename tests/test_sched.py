@@ -1,0 +1,446 @@
+"Tests for miniai.sched: torch equality, schedule properties, resuming, length filling, callbacks, recorder, previews."
+import math, warnings
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+from torch.optim import lr_scheduler
+from hypothesis import given, settings, assume, strategies as st
+from matplotlib.figure import Figure
+
+from miniai.learner import TrainLearner, Callback, CancelFitException, CancelBatchException
+from miniai.schedbase import get_field
+from miniai.sched import (CosineAnnealing, OneCycle, one_cycle_ends, anneal_cos, BatchSchedCB, EpochSchedCB,
+                          RecorderCB, rec_lr, rec_mom, rec_wd, rec_loss, fill_length, make_sched, is_annealer,
+                          sched_values, plot_sched, LENGTH_PARAMS)
+
+warnings.filterwarnings('ignore', message='Detected call of')  # torch: sched.step() with no optimizer.step() (dummy loops)
+
+
+# ---------------------------------------------------------------- helpers
+def dummy_opt(lrs=(1e-2,), opt_func=optim.AdamW, **kw):
+    return opt_func([{'params': [nn.Parameter(torch.zeros(1))], 'lr': lr} for lr in lrs], **kw)
+
+def trace(opt, sched, n):
+    "lr and momentum of every group for each of `n` updates (the values each update trains with)."
+    lrs,moms = [],[]
+    for _ in range(n):
+        lrs.append([pg['lr'] for pg in opt.param_groups])
+        moms.append([get_field(pg, 'mom') for pg in opt.param_groups])
+        opt.step(); sched.step()
+    return lrs,moms
+
+def assert_rel(a, b, rel=1e-12):
+    "Nested lists `a` and `b` equal to a relative `rel` (elementwise)."
+    for ra,rb in zip(a, b, strict=True):
+        for x,y in zip(ra, rb, strict=True): assert abs(x - y) <= rel * max(abs(x), abs(y)), (x, y)
+
+def torch_pair(T, p, d, f, M, b, anneal, three, lrs, opt_func=optim.AdamW, **kw):
+    "Traces of torch's OneCycleLR and ours with the same settings (torch's final_div_factor f == our div_final d*f)."
+    m = [3 * lr for lr in lrs]
+    o1,o2 = dummy_opt(lrs, opt_func, **kw),dummy_opt(lrs, opt_func, **kw)
+    s1 = lr_scheduler.OneCycleLR(o1, max_lr=m, total_steps=T, pct_start=p, div_factor=d, final_div_factor=f,
+                                 base_momentum=b, max_momentum=M, anneal_strategy=anneal, three_phase=three)
+    t = trace(o1, s1, T)
+    s2 = OneCycle(o2, T, max_lr=m, pct_start=p, div=d, div_final=d * f, moms=(M, b, M), anneal=anneal, three_phase=three)
+    return t,trace(o2, s2, T)
+
+
+# ---------------------------------------------------------------- equality with torch
+@pytest.mark.parametrize('three', [False, True])
+@pytest.mark.parametrize('anneal', ['cos', 'linear'])
+@pytest.mark.parametrize('T', [1, 2, 3, 7, 50, 333])
+@pytest.mark.parametrize('p', [0.1, 0.25, 0.3, 0.45])
+@pytest.mark.parametrize('ng', [1, 3])
+def test_onecycle_equals_torch_adamw(three, anneal, T, p, ng):
+    try: (tl,tm),(ol,om) = torch_pair(T, p, 25., 1e4, 0.95, 0.85, anneal, three, [1e-2 * (i + 1) for i in range(ng)])
+    except ZeroDivisionError: pytest.skip('torch divides by zero here (pct_start*T == 1)')
+    assert_rel(ol, tl); assert_rel(om, tm)
+
+@pytest.mark.parametrize('three', [False, True])
+@pytest.mark.parametrize('anneal', ['cos', 'linear'])
+def test_onecycle_equals_torch_sgd(three, anneal):
+    (tl,tm),(ol,om) = torch_pair(120, 0.3, 10., 100., 0.9, 0.8, anneal, three, [1e-2, 1e-3], optim.SGD, momentum=0.9)
+    assert_rel(ol, tl); assert_rel(om, tm)
+
+@settings(max_examples=150, deadline=None)
+@given(T=st.integers(1, 400), p=st.floats(0.01, 0.99), d=st.floats(1.5, 100.), f=st.floats(1., 1e5),
+       M=st.floats(0.5, 0.99), b=st.floats(0.5, 0.99), anneal=st.sampled_from(['cos', 'linear']),
+       three=st.booleans(), ng=st.integers(1, 4))
+def test_onecycle_equals_torch_hypothesis(T, p, d, f, M, b, anneal, three, ng):
+    assume(not three or p <= 0.5)
+    try: (tl,tm),(ol,om) = torch_pair(T, p, d, f, M, b, anneal, three, [1e-2 / (i + 1) for i in range(ng)])
+    except ZeroDivisionError: assume(False)
+    assert_rel(ol, tl); assert_rel(om, tm)
+
+@pytest.mark.parametrize('T', [1, 2, 10, 100, 1000])
+@pytest.mark.parametrize('eta_min', [0., 1e-4])
+def test_cosine_equals_torch(T, eta_min):
+    lrs = [1e-2, 3e-3, 1e-1]
+    o1,o2 = dummy_opt(lrs),dummy_opt(lrs)
+    t,_ = trace(o1, lr_scheduler.CosineAnnealingLR(o1, T, eta_min=eta_min), T + 1)
+    o,_ = trace(o2, CosineAnnealing(o2, T, eta_min=eta_min), T + 1)
+    assert_rel(o[:T], t[:T])
+    if eta_min: assert_rel(o[T:], t[T:])
+    else: assert o[T] == [0.] * 3 and all(abs(x) < 1e-17 for x in t[T])  # torch's recursion leaves ~1e-19
+
+def test_construction_sets_step0():
+    opt = dummy_opt((1e-2, 1e-3))
+    OneCycle(opt, 100)
+    assert [pg['lr'] for pg in opt.param_groups] == pytest.approx([1e-2 / 25, 1e-3 / 25], rel=1e-12)
+    assert [pg['betas'] for pg in opt.param_groups] == [(0.95, 0.999)] * 2
+    opt = dummy_opt((1e-2, 1e-3))
+    CosineAnnealing(opt, 10)
+    assert [pg['lr'] for pg in opt.param_groups] == [1e-2, 1e-3]
+
+
+# ---------------------------------------------------------------- properties
+def _slope(start, end, span, anneal):
+    "Largest change per step inside a phase."
+    return abs(end - start) / span * (math.pi / 2 if anneal == 'cos' else 1.)
+
+@settings(max_examples=150, deadline=None)
+@given(T=st.integers(8, 600), p=st.floats(0.05, 0.95), div=st.floats(2., 100.), div_final=st.floats(1e2, 1e6),
+       moms=st.tuples(st.floats(0.8, 0.99), st.floats(0.5, 0.79)), anneal=st.sampled_from(['cos', 'linear']),
+       three=st.booleans(), max_lr=st.floats(1e-4, 1.))
+def test_onecycle_properties(T, p, div, div_final, moms, anneal, three, max_lr):
+    assume(not three or p <= 0.5)
+    ends = one_cycle_ends(T, p, three)
+    spans = [e - s for s,e in zip([0.] + ends[:-1], ends)]
+    assume(min(spans) >= 1)  # every phase has at least one step of its own
+    M,b = moms
+    opt = dummy_opt()
+    s = OneCycle(opt, T, max_lr=max_lr, pct_start=p, div=div, div_final=div_final, moms=(M, b, M), anneal=anneal, three_phase=three)
+    lrs,ms = (list(zip(*v))[0] for v in trace(opt, s, T))
+    lo,fin = max_lr / div,max_lr / div_final
+    # torch's arithmetic, kept bit for bit, is exact to rounding of the phase's scale (the linear annealer's
+    # `start + (end - start)*1` is `end` only to within an ulp of `start`): tolerances are relative to max_lr
+    tol,mtol = 1e-15 * max_lr,1e-15
+    # inside [min, max]
+    assert all(min(lo, fin) - tol <= v <= max_lr + tol for v in lrs)
+    assert all(b - mtol <= m <= M + mtol for m in ms)
+    # first and last values
+    assert abs(lrs[0] - lo) <= tol and abs(ms[0] - M) <= mtol
+    assert abs(lrs[-1] - fin) <= tol and abs(ms[-1] - M) <= mtol
+    if anneal == 'cos': assert lrs[-1] == pytest.approx(fin, rel=1e-12)
+    # each phase monotone, and no step moves more than the steepest phase it touches allows
+    lr_pts = [(lo, max_lr), (max_lr, lo), (lo, fin)] if three else [(lo, max_lr), (max_lr, fin)]
+    m_pts = [(M, b), (b, M), (M, M)] if three else [(M, b), (b, M)]
+    phase = [next(i for i,e in enumerate(ends) if n <= e) for n in range(T)]
+    for n in range(T - 1):
+        i,j = phase[n],phase[n + 1]
+        for vals,pts in ((lrs, lr_pts), (ms, m_pts)):
+            d = vals[n + 1] - vals[n]
+            if i == j:  # same phase: moves toward the phase's end value
+                st_,en = pts[i]
+                assert d * (en - st_) >= -tol * abs(en - st_)
+            bound = max(_slope(*pts[k], spans[k], anneal) for k in (i, j))
+            assert abs(d) <= bound * (1 + 1e-9) + 1e-15
+
+def test_past_the_end_holds():
+    for three in (False, True):
+        opt = dummy_opt((1e-2, 1e-3), optim.SGD, momentum=0.9)
+        s = OneCycle(opt, 20, three_phase=three)
+        lrs,ms = trace(opt, s, 60)
+        assert lrs[19:] == [lrs[19]] * 41 and ms[19:] == [[0.95, 0.95]] * 41
+        assert lrs[19] == pytest.approx([1e-2 / 1e5, 1e-3 / 1e5], rel=1e-12)
+    opt = dummy_opt()
+    lrs,_ = trace(opt, CosineAnnealing(opt, 10, eta_min=1e-5), 30)
+    assert lrs[10:] == [[1e-5]] * 20
+
+@pytest.mark.parametrize('T', [1, 2, 3, 4])
+@pytest.mark.parametrize('p', [0.25, 0.5])
+def test_tiny_schedules_no_division_by_zero(T, p):
+    opt = dummy_opt()
+    lrs,_ = trace(opt, OneCycle(opt, T, pct_start=p, max_lr=1e-2), T + 3)
+    assert all(1e-2 / 1e5 * (1 - 1e-12) <= v[0] <= 1e-2 for v in lrs)
+    assert lrs[T - 1][0] == pytest.approx(1e-2 / 1e5)
+
+def test_moms_none_and_fields():
+    opt = dummy_opt(opt_func=optim.SGD)  # momentum 0 is fine when momentum is not cycled
+    s = OneCycle(opt, 10, moms=None)
+    assert s.fields == ('lr',)
+    _,ms = trace(opt, s, 10)
+    assert ms == [[0]] * 10
+    assert OneCycle(dummy_opt(), 10).fields == ('lr', 'mom')
+    opt = dummy_opt()
+    s = OneCycle(opt, 10)
+    for _ in range(10): s.step()
+    assert opt.param_groups[0]['betas'][1] == 0.999  # beta2 untouched
+    assert s.get_last_lr() == [opt.param_groups[0]['lr']]
+
+
+# ---------------------------------------------------------------- state dict
+@pytest.mark.parametrize('opt_first', [True, False])
+@pytest.mark.parametrize('cls', [partial(OneCycle, T_max=30, max_lr=[1e-2, 2e-3]), partial(CosineAnnealing, T_max=30)])
+def test_state_dict_resume(opt_first, cls):
+    o_full = dummy_opt((1e-2, 1e-3)); full = trace(o_full, cls(o_full), 30)
+    o_a = dummy_opt((1e-2, 1e-3)); s_a = cls(o_a); first = trace(o_a, s_a, 12)
+    o_b = dummy_opt((5e-1, 5e-1))  # a different lr at construction: the saved state wins
+    if opt_first:
+        o_b.load_state_dict(o_a.state_dict()); s_b = cls(o_b); s_b.load_state_dict(s_a.state_dict())
+    else:
+        s_b = cls(o_b); s_b.load_state_dict(s_a.state_dict()); o_b.load_state_dict(o_a.state_dict())
+    rest = trace(o_b, s_b, 18)
+    assert first[0] + rest[0] == full[0] and first[1] + rest[1] == full[1]
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize('kw,msg', [
+    (dict(T_max=None), 'T_max=None'), (dict(T_max=0), 'T_max=0'), (dict(T_max=2.5), 'T_max=2.5'),
+    (dict(T_max=True), 'T_max=True'), (dict(pct_start=0.), 'pct_start=0.0'), (dict(pct_start=1.), 'pct_start=1.0'),
+    (dict(pct_start=0.6, three_phase=True), 'pct_start=0.6'), (dict(div=0), 'div=0'), (dict(div_final=-1.), 'div_final=-1.0'),
+    (dict(anneal='exp'), "anneal='exp'"), (dict(moms=(0.9, 0.8)), 'moms=(0.9, 0.8)'), (dict(moms=(0.9, 0.8, 1.)), 'moms=1.0'),
+    (dict(moms=(0.9, -0.1, 0.9)), 'moms=-0.1'), (dict(max_lr=0.), 'max_lr=0.0'), (dict(max_lr=[1e-2]), 'max_lr=[0.01]'),
+    (dict(max_lr=float('nan')), 'max_lr=nan'), (dict(pct_start='0.3'), "pct_start='0.3'")])
+def test_onecycle_validation(kw, msg):
+    kw = {'T_max': 10, **kw}
+    with pytest.raises(ValueError, match=None) as e: OneCycle(dummy_opt((1e-2, 1e-3)), **kw)
+    assert msg in str(e.value), str(e.value)
+
+def test_onecycle_validation_optimizers():
+    with pytest.raises(ValueError, match='momentum=0') as e: OneCycle(dummy_opt(opt_func=optim.SGD), 10)
+    assert '0.95' in str(e.value)  # tells what torch would have done
+    with pytest.raises(ValueError, match="neither 'betas'"): OneCycle(dummy_opt(opt_func=optim.Adagrad), 10)
+    OneCycle(dummy_opt(opt_func=optim.Adagrad), 10, moms=None)
+    OneCycle(dummy_opt(opt_func=optim.RMSprop, momentum=0.9), 10)
+    opt = dummy_opt((1e-2,)); opt.param_groups[0]['lr'] = 0.
+    with pytest.raises(ValueError, match='param group 0 lr=0.0'): OneCycle(opt, 10)
+
+@pytest.mark.parametrize('kw,msg', [(dict(T_max=None), 'T_max=None'), (dict(T_max=-3), 'T_max=-3'),
+                                    (dict(eta_min=-1e-3), 'eta_min=-0.001')])
+def test_cosine_validation(kw, msg):
+    with pytest.raises(ValueError) as e: CosineAnnealing(dummy_opt(), **{'T_max': 10, **kw})
+    assert msg in str(e.value)
+
+
+# ---------------------------------------------------------------- length filling
+def test_fill_length_names():
+    from pytorch_optimizer import CosineScheduler, LinearScheduler, PolyScheduler, REXScheduler
+    from pytorch_accelerated.schedulers import CosineLrScheduler
+    assert set(LENGTH_PARAMS) >= {'T_max', 'total_steps', 't_max', 'total_num_epochs', 'num_update_steps_per_epoch'}
+    assert fill_length(OneCycle, 3, 10).keywords == {'T_max': 30}
+    assert fill_length(partial(OneCycle, T_max=5), 3, 10).keywords == {'T_max': 5}
+    assert fill_length(lr_scheduler.CosineAnnealingLR, 3, 1).keywords == {'T_max': 3}
+    assert fill_length(partial(lr_scheduler.OneCycleLR, max_lr=1.), 3, 10).keywords['total_steps'] == 30
+    assert 'total_steps' not in fill_length(partial(lr_scheduler.OneCycleLR, max_lr=1., epochs=3, steps_per_epoch=10), 3, 10).keywords
+    for c in (CosineScheduler, LinearScheduler, PolyScheduler): assert fill_length(c, 3, 10).keywords == {'t_max': 30}
+    assert fill_length(REXScheduler, 3, 10).keywords == {'total_steps': 30}
+    kw = fill_length(CosineLrScheduler.create_scheduler_fn(num_warmup_epochs=1), 3, 10).keywords
+    assert kw['total_num_epochs'] == 3 and kw['num_update_steps_per_epoch'] == 10 and kw['num_warmup_epochs'] == 1
+    f = lambda opt: OneCycle(opt, 7)
+    assert fill_length(f, 3, 10) is f
+
+def test_fill_length_other_family_T_max():
+    "A scheduler written elsewhere whose length is `T_max` is filled with no registration."
+    class Lin(OneCycle.__mro__[1]):  # StatefulSchedulerBase
+        closed_form = True
+        def __init__(self, opt, T_max=None): self.T_max = T_max; super().__init__(opt)
+        def get_updated_values(self, n): return [b * (1 - min(n, self.T_max) / self.T_max) for b in self.base_values]
+    s,_ = make_sched(Lin, dummy_opt(), 4, 25)
+    assert s.T_max == 100
+
+def test_pyacc_placeholders_onecyclelr():
+    from pytorch_accelerated import TrainerPlaceholderValues as P
+    f = partial(lr_scheduler.OneCycleLR, max_lr=1., epochs=P.NUM_EPOCHS, steps_per_epoch=P.NUM_UPDATE_STEPS_PER_EPOCH)
+    s,_ = make_sched(f, dummy_opt(), 3, 10)
+    assert s.total_steps == 30
+
+
+# ---------------------------------------------------------------- learner-based
+class DLs:
+    def __init__(self, train, valid): self.train,self.valid = train,valid
+
+def tiny_dls(n_train=8, n_valid=3, bs=8, last_valid_bs=None):
+    g = torch.Generator().manual_seed(0)
+    def batches(n, last=None):
+        out = []
+        for i in range(n):
+            b = last if (last and i == n - 1) else bs
+            x = torch.randn(b, 4, generator=g); out.append((x, x.sum(1, keepdim=True)))
+        return out
+    return DLs(batches(n_train), batches(n_valid, last_valid_bs))
+
+def tiny_learner(cbs=(), n_train=8, n_valid=3, seed=0, **kw):
+    torch.manual_seed(seed)
+    return TrainLearner(nn.Linear(4, 1), tiny_dls(n_train, n_valid, **kw), F.mse_loss, lr=1e-2, cbs=list(cbs), opt_func=optim.AdamW)
+
+class StopAfter(Callback):
+    "Cancels the fit after `k` optimizer updates (in after_step: the update has happened)."
+    order = 5
+    def __init__(self, k): self.k = k
+    def after_step(self, learn):
+        if learn.n_updates == self.k: raise CancelFitException()
+
+class LrLog(Callback):
+    "Logs the lr at every training and validation batch start."
+    def __init__(self): self.train,self.valid = [],[]
+    def before_batch(self, learn): (self.train if learn.training else self.valid).append(learn.opt.param_groups[0]['lr'])
+
+@pytest.mark.parametrize('sched', [partial(OneCycle, max_lr=1e-2), partial(lr_scheduler.OneCycleLR, max_lr=1e-2),
+                                   CosineAnnealing, partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4)])
+@pytest.mark.parametrize('k', [1, 5, 8, 11])
+def test_resume_mid_fit(sched, k):
+    rec = RecorderCB()
+    learn = tiny_learner([BatchSchedCB(sched), rec]); learn.fit(2)
+    full_lr,full_mom = rec.recs['lr'],rec.recs['mom']
+    assert len(full_lr) == 16
+    cb = BatchSchedCB(sched)
+    learn = tiny_learner([cb, rec]); learn.fit(2, cbs=[StopAfter(k)])
+    assert rec.recs['lr'] == full_lr[:k] and cb.n == k and learn.n_updates == k
+    sd = cb.state_dict()
+    # a later fit, here only one epoch long: the saved length wins, the schedule carries on where it stopped
+    cb2 = BatchSchedCB(sched, state=sd)
+    n = min(8, 16 - k)
+    learn.cbs.remove(cb); learn.fit(1, cbs=[cb2] + ([StopAfter(n)] if n < 8 else []))  # torch's OneCycleLR raises past its end
+    assert rec.recs['lr'][:n] == full_lr[k:k + n] and rec.recs['mom'][:n] == full_mom[k:k + n]
+    # the fit after that starts afresh
+    learn.fit(2, cbs=[cb2])
+    assert rec.recs['lr'] == full_lr
+
+def test_resume_with_load_state_dict_and_torch_sched():
+    cb = BatchSchedCB(partial(OneCycle, max_lr=1e-2))
+    rec = RecorderCB()
+    learn = tiny_learner([cb, rec]); learn.fit(2)
+    full = rec.recs['lr']
+    learn.fit(2, cbs=[StopAfter(6)])
+    sd = cb.state_dict()
+    cb.load_state_dict(sd)
+    learn.fit(2)
+    assert rec.recs['lr'][:10] == full[6:] and rec.recs['lr'][10:] == [full[-1]] * 6
+
+class SkipOdd(Callback):
+    "Marks the step of odd batches as skipped (as an AMP grad scaler would)."
+    def after_backward(self, learn):
+        if learn.iter % 2 == 1: learn.step_skipped = True
+
+class CancelEvery3(Callback):
+    def after_backward(self, learn):
+        if learn.iter % 3 == 2: raise CancelBatchException()
+
+@pytest.mark.parametrize('bad', [SkipOdd, CancelEvery3])
+@pytest.mark.parametrize('order', [-1, 1])
+def test_skipped_and_cancelled_steps_do_not_step(bad, order):
+    cb,rec,log = BatchSchedCB(partial(OneCycle, max_lr=1e-2)),RecorderCB(),LrLog()
+    rec.order = order
+    learn = tiny_learner([cb, rec, log, bad()], n_train=9); learn.fit(2)
+    n = learn.n_updates
+    assert n == (10 if bad is SkipOdd else 12)
+    assert cb.n == n and cb.sched.num_updates == n and len(rec.recs['lr']) == n
+    opt = dummy_opt(); ref = trace(opt, OneCycle(opt, 18, max_lr=1e-2), n)
+    assert rec.recs['lr'] == [v[0] for v in ref[0]] and rec.recs['mom'] == [v[0] for v in ref[1]]
+
+@pytest.mark.parametrize('rec_order', [-5, 5])
+def test_never_stepped_in_validation_and_recorder(rec_order, tmp_path):
+    cb,log = BatchSchedCB(partial(OneCycle, max_lr=1e-2)),LrLog()
+    rec = RecorderCB(lr=rec_lr, mom=rec_mom, wd=rec_wd, loss=rec_loss)
+    rec.order = rec_order
+    learn = tiny_learner([cb, rec, log]); learn.fit(3)
+    assert cb.sched.num_updates == learn.n_updates == 24
+    # each validation pass sees one lr: the one after the last update of its epoch
+    assert log.valid == [log.train[8]] * 3 + [log.train[16]] * 3 + [cb.sched.get_last_lr()[0]] * 3
+    assert rec.recs['lr'][0] == pytest.approx(1e-2 / 25) and rec.recs['lr'] == log.train
+    assert len(rec.recs['loss']) == 24 and rec.recs['wd'] == [0.01] * 24
+    assert rec.epochs == [0] * 8 + [1] * 8 + [2] * 8 and rec.epoch_starts == [0, 8, 16]
+    fig = rec.plot(path=tmp_path / 'sub' / 'rec.png', log_lr=True)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert (tmp_path / 'sub' / 'rec.png').stat().st_size > 1000
+    assert fig.axes[0].get_yscale() == 'log'
+    assert sum(1 for l in fig.axes[0].lines) == 1 + 2  # the curve and two epoch lines
+    assert not list((tmp_path / 'sub').glob('.*tmp'))  # no temporary file left
+
+def test_recorder_default_and_sgd():
+    rec = RecorderCB()
+    assert list(rec.fns) == ['lr', 'mom']
+    torch.manual_seed(0)
+    learn = TrainLearner(nn.Linear(4, 1), tiny_dls(), F.mse_loss, lr=1e-2,
+                         cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2)), rec], opt_func=partial(optim.SGD, momentum=0.9))
+    learn.fit(1)
+    assert rec.recs['mom'][0] == 0.95 and min(rec.recs['mom']) < 0.95
+    with pytest.raises(TypeError, match='lr=3'): RecorderCB(lr=3)
+
+def test_every_fit_restarts():
+    cb = BatchSchedCB(partial(OneCycle, max_lr=1e-2))
+    rec = RecorderCB()
+    learn = tiny_learner([cb, rec])
+    learn.fit(1); a = rec.recs['lr']; s1 = cb.sched
+    learn.fit(1); assert rec.recs['lr'] == a and cb.sched is not s1 and cb.sched.optimizer is learn.opt
+
+def test_batch_fill_lengths_in_fit():
+    from pytorch_accelerated.schedulers import CosineLrScheduler
+    for sched,attr,want in [(OneCycle, 'T_max', 24), (partial(lr_scheduler.OneCycleLR, max_lr=1e-2), 'total_steps', 24),
+                            (lr_scheduler.CosineAnnealingLR, 'T_max', 24),
+                            (CosineLrScheduler.create_scheduler_fn(num_warmup_epochs=1), 'total_iterations', 24)]:
+        cb = BatchSchedCB(sched)
+        tiny_learner([cb]).fit(3)
+        assert getattr(cb.sched, attr) == want
+    assert cb.sched.warmup_iterations == 8  # num_update_steps_per_epoch was filled with the batches per epoch
+    for sched,attr in [(OneCycle, 'T_max'), (lr_scheduler.CosineAnnealingLR, 'T_max'),
+                       (CosineLrScheduler.create_scheduler_fn(num_warmup_epochs=1), 'total_iterations')]:
+        cb = EpochSchedCB(sched)
+        tiny_learner([cb]).fit(3)
+        assert getattr(cb.sched, attr) == 3
+    assert cb.sched.warmup_iterations == 1
+
+@pytest.mark.parametrize('ours,theirs', [(CosineAnnealing, lr_scheduler.CosineAnnealingLR),
+                                         (partial(OneCycle, max_lr=1e-2, pct_start=0.3, div_final=25e4),
+                                          partial(lr_scheduler.OneCycleLR, max_lr=1e-2))])
+def test_epoch_sched(ours, theirs):
+    res = []
+    for s in (ours, theirs):
+        cb,log = EpochSchedCB(s),LrLog()
+        tiny_learner([cb, log]).fit(4)
+        res.append(log.train)
+        assert cb.n == 4
+    assert res[0] == pytest.approx(res[1], rel=1e-12)
+    assert len(set(res[0][:8])) == 1 and res[0][8] != res[0][7]  # constant inside an epoch
+
+def test_plateau():
+    class Plateau(lr_scheduler.ReduceLROnPlateau):
+        def step(self, metrics): self.seen = getattr(self, 'seen', []) + [metrics]; super().step(metrics)
+    cb = EpochSchedCB(partial(Plateau, patience=0))
+    learn = tiny_learner([cb], last_valid_bs=3); learn.fit(2)
+    with torch.no_grad():
+        tot = sum(F.mse_loss(learn.model(x), y).item() * len(x) for x,y in learn.dls.valid)
+    assert cb.sched.seen[-1] == pytest.approx(tot / (8 + 8 + 3), rel=1e-6)
+    assert len(cb.sched.seen) == 2
+    with pytest.raises(ValueError, match='EpochSchedCB'): tiny_learner([BatchSchedCB(Plateau)]).fit(1)
+    with pytest.raises(ValueError, match='no validation pass'): tiny_learner([EpochSchedCB(Plateau)]).fit(2, valid=False)
+
+def test_annealer():
+    def f(pos): return 1e-2 * (1 - pos)
+    assert is_annealer(f) and not is_annealer(OneCycle) and not is_annealer(partial(OneCycle, T_max=3))
+    cb,log = BatchSchedCB(f),LrLog()
+    tiny_learner([cb, log], n_train=4).fit(2)
+    assert log.train == pytest.approx([1e-2 * (1 - i / 8) for i in range(8)])
+    cb,log = EpochSchedCB(f),LrLog()
+    tiny_learner([cb, log], n_train=2).fit(4)
+    assert log.train == pytest.approx([1e-2 * (1 - i / 4) for i in range(4) for _ in range(2)])
+
+def test_pyacc_stateless_gets_step_update():
+    from pytorch_accelerated.schedulers.scheduler_base import SchedulerBase as PSB
+    class Half(PSB):
+        def get_updated_values(self, n): return [b * 0.5 ** n for b in self.base_lr_values]
+    calls = []
+    class Spy(Half):
+        def step_update(self, n): calls.append(n); super().step_update(n)
+    tiny_learner([BatchSchedCB(Spy)], n_train=3).fit(2)
+    assert calls == [1, 2, 3, 4, 5, 6]
+
+
+# ---------------------------------------------------------------- previews
+def test_sched_values_and_plot_sched(tmp_path):
+    v = sched_values(partial(OneCycle, max_lr=1e-2), n_steps=50)
+    opt = dummy_opt(); lrs,ms = trace(opt, OneCycle(opt, 50, max_lr=1e-2), 50)
+    assert v['lr'] == [[x[0] for x in lrs]] and v['mom'] == [[x[0] for x in ms]]
+    v = sched_values(lr_scheduler.CosineAnnealingLR, n_steps=20, n_groups=2, lr=[1e-2, 1e-3])
+    assert list(v) == ['lr'] and len(v['lr']) == 2 and v['lr'][1][0] == 1e-3  # momentum constant: not recorded
+    v = sched_values(partial(lr_scheduler.OneCycleLR, max_lr=1e-2), n_steps=20, opt_func=partial(optim.SGD, momentum=0.9))
+    assert list(v) == ['lr', 'mom']
+    fig = plot_sched(partial(OneCycle, max_lr=1e-2), n_steps=100, n_groups=3, path=tmp_path / 'p.svg')
+    assert isinstance(fig, Figure) and len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+    assert (tmp_path / 'p.svg').read_text().lstrip().startswith('<?xml')
+    assert len(plot_sched(lambda pos: 1 - pos, n_steps=10).axes) == 1
+    with pytest.raises(ValueError, match='lr='): sched_values(OneCycle, n_groups=2, lr=[1e-2])
