@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['set_seed', 'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats']
 
-# %% ../nbs/03_activations.ipynb #b4d7c194
+# %% ../nbs/03_activations.ipynb #1e29ae37
 import math, random
 from functools import partial
 
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .learner import Callback
 
-# %% ../nbs/03_activations.ipynb #ad3f42ee
+# %% ../nbs/03_activations.ipynb #bb6b8df5
 def set_seed(seed:int, # seed for torch (CPU and GPUs), `random` and NumPy
              deterministic:bool=False # also make torch use deterministic algorithms only (`False` turns that off again)
             ):
@@ -30,7 +30,7 @@ def set_seed(seed:int, # seed for torch (CPU and GPUs), `random` and NumPy
     random.seed(seed)
     np.random.seed(seed % 2**32)
 
-# %% ../nbs/03_activations.ipynb #f05a68e2
+# %% ../nbs/03_activations.ipynb #af31889e
 class Hook:
     "Registers `f(hook, module, inputs, output)` as a forward hook of `m`; `f` can keep state on the `hook`."
     def __init__(self, m:nn.Module, # the module to watch
@@ -45,7 +45,7 @@ class Hook:
     def __exit__(self, *args): self.remove()
     def __del__(self): self.remove()
 
-# %% ../nbs/03_activations.ipynb #b4de6345
+# %% ../nbs/03_activations.ipynb #d1cb201d
 class Hooks(list):
     "A list of `Hook`s, one per module of `ms`, all calling `f`; a context manager that removes them all."
     def __init__(self, ms, # the modules to watch
@@ -63,7 +63,7 @@ class Hooks(list):
         "Unregisters every hook; the recorded data stays on the `Hook` objects."
         for h in self: h.remove()
 
-# %% ../nbs/03_activations.ipynb #11e39e2d
+# %% ../nbs/03_activations.ipynb #bec1ae58
 class HooksCallback(Callback):
     """Registers `hookfunc(hook, module, inputs, output)` on the chosen modules in `before_fit`; removes the hooks in `cleanup_fit`.
 
@@ -108,7 +108,7 @@ class HooksCallback(Callback):
     def __iter__(self): return iter(self.hooks)
     def __len__(self): return len(self.hooks)
 
-# %% ../nbs/03_activations.ipynb #f75eb4e9
+# %% ../nbs/03_activations.ipynb #2e217b1a
 def append_stats(hook, mod, inp, outp):
     "Hook function: appends the output's mean, std and histogram of `|output|` (40 bins on [0, 10]) to `hook.stats`."
     if not hasattr(hook, 'stats'): hook.stats = ([], [], [])
@@ -127,7 +127,7 @@ def get_min(h):
     h1 = torch.stack(h.stats[2]).t().float()
     return h1[0]/h1.sum(0)
 
-# %% ../nbs/03_activations.ipynb #c1445787
+# %% ../nbs/03_activations.ipynb #d1a03d72
 def _grid(n:int, figsize):
     "A detached figure with `n` axes in a near-square grid (extra cells removed)."
     if n == 0: raise ValueError("nothing to plot: no hooks recorded anything (run a fit first, and check `mod_filter`)")
@@ -154,7 +154,7 @@ class ActivationStats(HooksCallback):
         hs = self._recorded()
         fig,axs = _grid(len(hs), figsize)
         for ax,h in zip(axs, hs):
-            ax.imshow(get_hist(h), origin='lower', aspect='auto')
+            ax.imshow(get_hist(h).numpy(), origin='lower', aspect='auto')
             ax.set_title(h.name); ax.axis('off')
         return fig
 
@@ -163,7 +163,7 @@ class ActivationStats(HooksCallback):
         hs = self._recorded()
         fig,axs = _grid(len(hs), figsize)
         for ax,h in zip(axs, hs):
-            ax.plot(get_min(h))
+            ax.plot(get_min(h).numpy())
             ax.set_ylim(0, 1); ax.set_title(h.name)
         return fig
 

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init']
 
-# %% ../nbs/04_init.ipynb #a765d199
+# %% ../nbs/04_init.ipynb #d342cf5e
 import math
 from functools import partial
 
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .activations import Hook
 
-# %% ../nbs/04_init.ipynb #0deae5c0
+# %% ../nbs/04_init.ipynb #5ad3fe48
 def _check_num(nm, v):
     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
         raise TypeError(f"{nm}={v!r}: must be a number or None")
@@ -42,7 +42,7 @@ class GeneralRelu(nn.Module):
 
     def extra_repr(self): return f'leak={self.leak}, sub={self.sub}, maxv={self.maxv}'
 
-# %% ../nbs/04_init.ipynb #26d456b8
+# %% ../nbs/04_init.ipynb #aac47af4
 def plot_func(f, # a function of a 1-d tensor, e.g. a module like `GeneralRelu(leak=0.1, sub=0.4)`
               start:float=-5., # left end of the range
               end:float=5., # right end of the range
@@ -52,21 +52,22 @@ def plot_func(f, # a function of a 1-d tensor, e.g. a module like `GeneralRelu(l
     "Plot `f(x)` for `steps` values of `x` from `start` to `end`. Returns the figure."
     x = torch.linspace(start, end, steps)
     with torch.no_grad(): y = f(x)
+    if isinstance(y, torch.Tensor): y = y.detach().cpu().numpy()
     if ax is None: ax = Figure(figsize=(5,3.5), layout='tight').subplots()
-    ax.plot(x, y)
+    ax.plot(x.numpy(), y)
     ax.grid(True, which='both', ls='--')
     ax.axhline(y=0, color='k', linewidth=0.7)
     ax.axvline(x=0, color='k', linewidth=0.7)
     return ax.figure
 
-# %% ../nbs/04_init.ipynb #18b4f99d
+# %% ../nbs/04_init.ipynb #f8dfaf49
 def init_weights(m:nn.Module, # a module; only `Conv1d/2d/3d` and `Linear` are changed
                  leaky:float=0. # the negative slope of the activation that follows
                 ):
     "Kaiming-normal initialisation (fan in) of the weights of `m` if it is a convolution or linear layer; use as `model.apply(init_weights)`."
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)): nn.init.kaiming_normal_(m.weight, a=leaky)
 
-# %% ../nbs/04_init.ipynb #4d4d1197
+# %% ../nbs/04_init.ipynb #71bacfec
 def _is_batchnorm(norm)->bool:
     "True when `norm` is a batch norm class, or a `functools.partial` of one."
     f = getattr(norm, 'func', norm)
@@ -89,7 +90,7 @@ def conv(ni:int, # input channels
     if act: layers.append(act())
     return nn.Sequential(*layers)
 
-# %% ../nbs/04_init.ipynb #d5a4b45f
+# %% ../nbs/04_init.ipynb #9dc170bc
 def get_model(act=nn.ReLU, # activation class for every block but the last
               nfs=(8,16,32,64), # channels after each block; at least 4 so that 28x28 images end at 1x1
               norm=None # normalisation class for every block but the last, e.g. `nn.BatchNorm2d`
@@ -101,7 +102,7 @@ def get_model(act=nn.ReLU, # activation class for every block but the last
     layers += [conv(nfs[i], nfs[i+1], act=act, norm=norm) for i in range(len(nfs)-1)]
     return nn.Sequential(*layers, conv(nfs[-1], 10, act=None, norm=False, bias=True), nn.Flatten())
 
-# %% ../nbs/04_init.ipynb #1e3a9fba
+# %% ../nbs/04_init.ipynb #f676d027
 class LayerNorm(nn.Module):
     "Normalises each sample over all its other dimensions, then applies one learned scale `mult` and shift `add`."
     def __init__(self, dummy=None, # ignored: lets `LayerNorm` be passed as `norm` (called as `norm(nf)`)
@@ -120,7 +121,7 @@ class LayerNorm(nn.Module):
         v = x.var(dims, keepdim=True, unbiased=False)
         return (x - m)/(v + self.eps).sqrt()*self.mult + self.add
 
-# %% ../nbs/04_init.ipynb #bb710d81
+# %% ../nbs/04_init.ipynb #a23d12f5
 def _lsuv_stats(hook, mod, inp, outp):
     acts = outp.detach().float()
     hook.mean,hook.std = acts.mean().item(),acts.std().item()
