@@ -18,6 +18,8 @@ from fastcore.basics import hasattrs
 from fastcore.meta import delegates
 from torch.utils.data import DataLoader, default_collate
 
+from .core import atomic_write
+
 # %% auto #0
 __all__ = ['CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD', 'FashionMNISTError', 'read_idx',
            'cache_dir', 'fashion_mnist_tensors', 'show_image', 'subplots', 'get_grid', 'show_images',
@@ -110,18 +112,8 @@ def _cache_key(src:Path|None)->str:
 
 # %% ../nbs/01_datasets.ipynb #8b1d0a31
 def _atomic_save(obj, dest:Path):
-    "`torch.save` `obj` to `dest` atomically: write a temp file beside it, then `os.replace` it onto `dest`."
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    "`torch.save` `obj` to `dest` atomically (see `miniai.core.atomic_write`): the old file survives any failure."
+    atomic_write(dest, lambda f: torch.save(obj, f))
 
 # %% ../nbs/01_datasets.ipynb #c9b8c334
 def _split_problem(x, y)->str|None:

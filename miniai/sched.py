@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter
 from .learner import Callback
+from .core import atomic_write
 
 # %% ../nbs/06_sched.ipynb #cd64d0a3
 def anneal_cos(start, end, pct):
@@ -440,17 +441,9 @@ _LABELS = {'lr': 'learning rate', 'mom': 'momentum / beta1', 'wd': 'weight decay
            'weight_decay': 'weight decay', 'beta1': 'beta1', 'beta2': 'beta2', 'momentum': 'momentum'}
 
 def save_fig(fig:Figure, path):
-    "Save `fig` to `path` (format from its suffix, png if none) atomically: a temporary file, then `os.replace`."
+    "Save `fig` to `path` (format from its suffix, png if none) atomically (see `miniai.core.atomic_write`)."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=path.suffix[1:] or 'png')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or 'png'))
 
 # %% ../nbs/06_sched.ipynb #c95f19f8
 class RecorderCB(Callback):
