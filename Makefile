@@ -26,7 +26,7 @@ sync:
 	  git status --porcelain -- nbs miniai; git --no-pager diff --stat -- nbs miniai; exit 1; fi
 
 nbtest:
-	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest:
 	$(BIN)/python -m pytest -q tests

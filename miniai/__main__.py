@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09_main.ipynb #abededa0
+# %% ../nbs/09_main.ipynb #9704906f
 from .cli import main
 
-# %% ../nbs/09_main.ipynb #8d407941
+# %% ../nbs/09_main.ipynb #7fd8de6a
 if __name__ == '__main__': main()
