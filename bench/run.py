@@ -27,6 +27,9 @@ def main():
     from bench_sched import bench_sched
     res = dict(machine=machine())
     print('machine:', res['machine'])
+    print('\n== end to end (run first, in a fresh subprocess, while nothing else runs): miniai fit defaults')
+    res['end_to_end'] = r = bench_end_to_end()
+    print(f"  wall {r['wall_seconds']:.1f} s, valid accuracy {r['accuracy']:.4f} ({r['target']})")
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")
@@ -36,9 +39,6 @@ def main():
     print('\n== scheduler step (us/step; target ratio <= 0.40 of torch OneCycleLR with momentum)')
     res['sched'] = r = bench_sched()
     print('  ' + json.dumps(r, default=str))
-    print('\n== end to end: miniai fit defaults')
-    res['end_to_end'] = r = bench_end_to_end()
-    print(f"  wall {r['wall_seconds']:.1f} s, valid accuracy {r['accuracy']:.4f} ({r['target']})")
     (here/'results.json').write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()
