@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/09_main.ipynb #9704906f
+# %% ../nbs/09_main.ipynb #1db0c721
 from .cli import main
 
-# %% ../nbs/09_main.ipynb #7fd8de6a
+# %% ../nbs/09_main.ipynb #b52041ba
 if __name__ == '__main__': main()
