@@ -483,17 +483,11 @@ class TinyLM(nn.Module):
         return self.head(self.norm(x))
 
 def conv_net():
-    "The miniai conv net (miniai.init.get_model when available, else the same layers: 30,402 parameters)."
-    try:
-        from miniai.init import get_model
-        return get_model()
-    except ImportError:
-        def conv(ni, nf, ks=3, act=True, norm=True):
-            l = [nn.Conv2d(ni, nf, ks, stride=2, padding=ks//2, bias=not norm)] + ([nn.BatchNorm2d(nf)] if norm else [])
-            return nn.Sequential(*(l + [nn.ReLU()] if act else l))
-        m = nn.Sequential(conv(1, 8, 5), conv(8, 16), conv(16, 32), conv(32, 64), conv(64, 10, act=False, norm=False), nn.Flatten())
-        assert sum(p.numel() for p in m.parameters()) == 30402
-        return m
+    "The miniai conv net with BatchNorm (30,402 parameters)."
+    from miniai.init import get_model
+    m = get_model(nn.ReLU, norm=nn.BatchNorm2d)
+    assert sum(p.numel() for p in m.parameters()) == 30402
+    return m
 
 def check_complete(model, pgs):
     ids = [id(p) for g in pgs for p in g['params']]
