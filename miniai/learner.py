@@ -80,7 +80,7 @@ class Learner:
 
     The steps `predict`, `get_loss`, `backward`, `step`, `zero_grad` come from a callback (`TrainCB`) or a
     subclass (`TrainLearner`). State for callbacks to read: `model, dls, opt, n_epochs, epoch, iter, training,
-    dl, batch, preds, loss, n_updates, step_skipped`."""
+    dl, batch, preds, loss, n_updates, step_skipped, do_train, do_valid`."""
     def __init__(self, model:nn.Module, # the model to train
                  dls=(0,), # `DataLoaders` (with `.train` and `.valid`) or a pair of iterables of batches
                  loss_func=F.mse_loss, # `loss_func(preds, *targets)`
@@ -164,6 +164,7 @@ class Learner:
         try:
             self.n_epochs,self.epochs = n_epochs,range(n_epochs)
             self.n_updates,self.epoch,self.iter = 0,0,0
+            self.do_train,self.do_valid = train,valid  # which passes this fit runs, for callbacks to check
             if self.opt_func: self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
             self._index_hooks()
             self._with_cbs('fit', partial(self._fit, train, valid), CancelFitException)

@@ -395,7 +395,7 @@ class EpochSchedCB(BaseSchedCB):
         "Builds the scheduler (see `BaseSchedCB`); the length is the fit's number of epochs."
         super().before_fit(learn)
         self._plateau,self._pending = isinstance(self.sched, ReduceLROnPlateau),False
-        if self._plateau and (getattr(learn, 'valid', True) is False or getattr(learn.dls, 'valid', None) is None):
+        if self._plateau and (not getattr(learn, 'do_valid', True) or getattr(learn.dls, 'valid', None) is None):
             raise ValueError("ReduceLROnPlateau steps on the validation loss, and this fit has no validation pass: "
                              "fit with valid=True and dls.valid, or use another scheduler")
     def before_epoch(self, learn):

@@ -408,6 +408,8 @@ def test_plateau():
     assert len(cb.sched.seen) == 2
     with pytest.raises(ValueError, match='EpochSchedCB'): tiny_learner([BatchSchedCB(Plateau)]).fit(1)
     with pytest.raises(ValueError, match='no validation pass'): tiny_learner([EpochSchedCB(Plateau)]).fit(2, valid=False)
+    # caught at before_fit, before any training: even a one-epoch fit without validation raises
+    with pytest.raises(ValueError, match='this fit has no validation pass'): tiny_learner([EpochSchedCB(Plateau)]).fit(1, valid=False)
 
 def test_annealer():
     def f(pos): return 1e-2 * (1 - pos)
