@@ -363,7 +363,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                       'miniai/schedfamily.py'),
                                     'miniai.schedfamily.WarmupDecaySched.setup': ( 'schedfamily.html#warmupdecaysched.setup',
                                                                                    'miniai/schedfamily.py'),
-                                    'miniai.schedfamily._check_T': ('schedfamily.html#_check_t', 'miniai/schedfamily.py'),
                                     'miniai.schedfamily._check_int': ('schedfamily.html#_check_int', 'miniai/schedfamily.py'),
                                     'miniai.schedfamily._check_num': ('schedfamily.html#_check_num', 'miniai/schedfamily.py'),
                                     'miniai.schedfamily._fail': ('schedfamily.html#_fail', 'miniai/schedfamily.py'),

@@ -16,6 +16,7 @@ from functools import partial
 import torch
 from torch import nn
 from .schedbase import StatefulSchedulerBase
+from .sched import check_T_max
 
 # %% ../nbs/07_schedfamily.ipynb #b64f92d3
 def _fail(name, v, allowed): raise ValueError(f"{name}={v!r}: {allowed}")
@@ -32,13 +33,6 @@ def _check_num(name, v, lo=None, hi=None, lo_open=False, hi_open=False):
         _fail(name, v, f"must be in {'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
                        f"{'inf' if hi is None else hi}{')' if hi_open else ']'}")
     return v
-
-def _check_T(sched, T_max):
-    "The schedule length: an int >= 1 (None means nobody filled it in)."
-    if T_max is None:
-        _fail('T_max', T_max, f"{type(sched).__name__} needs the schedule length in optimizer updates "
-                              "(BatchSchedCB fills it from the fit when a partial leaves it out)")
-    return _check_int('T_max', T_max, lo=1)
 
 def _n_steps(T, steps, pct, nm):
     "A phase length in updates, from `<nm>_steps` or from `<nm>_pct` of `T` (not both)."
@@ -98,7 +92,7 @@ class WarmupDecaySched(StatefulSchedulerBase):
                 ):
         "Called once, before training: checks everything, records the levels, sets the groups to the value for 0 updates."
         super().__init__(optimizer, param_group_field)
-        self.T_max = _check_T(self, T_max)
+        self.T_max = check_T_max(T_max, type(self).__name__)
         self.warmup = _n_steps(self.T_max, warmup_steps, warmup_pct, 'warmup')
         if self.warmup > self.T_max: _fail('warmup_steps', self.warmup, f"must be <= T_max={self.T_max}")
         self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
@@ -198,7 +192,7 @@ class CosineRestartsSched(StatefulSchedulerBase):
                  param_group_field:str='lr'):
         "Called once: checks the arguments, lays out the cycles, sets the groups to the value for 0 updates."
         super().__init__(optimizer, param_group_field)
-        self.T_max = None if T_max is None else _check_T(self, T_max)
+        self.T_max = None if T_max is None else check_T_max(T_max, type(self).__name__)
         self.warmup,self.warmup_each_cycle = _check_int('warmup_steps', warmup_steps),bool(warmup_each_cycle)
         self.cycle_mult = _check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
         self.gamma = _check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
@@ -276,7 +270,7 @@ class ChebyshevSched(StatefulSchedulerBase):
                  param_group_field:str='lr'):
         "Called once: checks the arguments and computes the multipliers; sets the groups to the first one."
         super().__init__(optimizer, param_group_field)
-        self.T_max = _check_T(self, T_max)
+        self.T_max = check_T_max(T_max, type(self).__name__)
         _check_num('small_m', small_m, lo=0, lo_open=True)
         _check_num('big_m', big_m, lo=small_m, lo_open=True)
         P = 1 << (self.T_max - 1).bit_length()
@@ -366,7 +360,7 @@ class ParamSched(StatefulSchedulerBase):
         for i,o in enumerate(fs):
             if not callable(o): _fail('f', f, "must be an annealer: a function of the position in [0, 1]")
         self.fs,self.relative = fs,bool(relative)
-        self.T_max = _check_T(self, T_max)
+        self.T_max = check_T_max(T_max, type(self).__name__)
         self.step_update(0)
 
     def get_updated_values(self, num_updates:int)->list:
