@@ -38,7 +38,7 @@ def hand_epoch(model, opt, train, valid):
             correct += (preds.argmax(1) == yb).sum().item(); n += len(yb)
     return vloss/n, correct/n
 
-def bench_learner(rounds:int=4, n_train:int=None)->dict:
+def bench_learner(rounds:int=6, n_train:int=None)->dict:
     "Seconds per epoch of each variant (median over `rounds` interleaved epochs) and the ratios to the hand loop."
     set_seed(0)
     dls = get_dls(bs=1024, n_train=n_train)
