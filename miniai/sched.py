@@ -288,7 +288,8 @@ def fill_length(sched, # a callable building the scheduler from the optimizer: a
     "`sched` with its length parameters (see `LENGTH_PARAMS`) set from the fit, where the caller left them out."
     q = dict(total=n_epochs * per_epoch, n_epochs=n_epochs, per_epoch=per_epoch,
              n_batches=per_epoch if n_batches is None else n_batches, n_valid_batches=n_valid_batches)
-    given = dict(sched.keywords) if isinstance(sched, partial) else {}
+    # a length passed as None (e.g. `partial(OneCycle, T_max=None)`) counts as not given: it is filled
+    given = {k:v for k,v in sched.keywords.items() if v is not None} if isinstance(sched, partial) else {}
     fill = {k:q[PLACEHOLDERS[v.name]] for k,v in given.items() if _is_placeholder(v)}
     names = _param_names(sched)
     for nm,what in LENGTH_PARAMS.items():

@@ -446,3 +446,10 @@ def test_sched_values_and_plot_sched(tmp_path):
     assert (tmp_path / 'p.svg').read_text().lstrip().startswith('<?xml')
     assert len(plot_sched(lambda pos: 1 - pos, n_steps=10).axes) == 1
     with pytest.raises(ValueError, match='lr='): sched_values(OneCycle, n_groups=2, lr=[1e-2])
+
+def test_length_given_as_none_is_filled():
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
+    s = fill_length(partial(OneCycle, T_max=None, max_lr=1e-2), n_epochs=3, per_epoch=7)(opt)
+    assert s.T_max == 21
+    t = fill_length(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1e-2, total_steps=None), n_epochs=2, per_epoch=5)(opt)
+    assert t.total_steps == 10
