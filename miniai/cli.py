@@ -7,6 +7,7 @@ __all__ = ['make_parser', 'fit_fashion_mnist', 'main']
 
 # %% ../nbs/08_cli.ipynb #4fd36664
 import argparse, csv, io, math, sys, time
+from functools import partial
 from pathlib import Path
 
 from .core import atomic_write
@@ -34,8 +35,8 @@ def _fraction(s):
 
 def make_parser()->argparse.ArgumentParser:
     "The `miniai` command line: one sub-command, `fit`."
-    p = _Parser(prog='miniai', description='miniai: train the Fashion-MNIST conv net with a scheduler.')
-    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
+    p = _Parser(prog='miniai', description='miniai: train the Fashion-MNIST conv net with a scheduler.', allow_abbrev=False)
+    sub = p.add_subparsers(dest='cmd', required=True, parser_class=partial(_Parser, allow_abbrev=False))
     f = sub.add_parser('fit', help='train and write metrics.csv, loss.png, sched.png and model.pt')
     f.add_argument('--epochs', type=_positive(int, '--epochs'), default=5, help='epochs (default 5)')
     f.add_argument('--lr', type=_positive(float, '--lr'), default=6e-2, help='peak learning rate (default 6e-2)')
@@ -43,12 +44,18 @@ def make_parser()->argparse.ArgumentParser:
     f.add_argument('--seed', type=int, default=42, help='random seed (default 42)')
     f.add_argument('--sched', choices=('onecycle', 'cosine', 'none'), default='onecycle',
                    help="lr schedule: miniai's OneCycle (lr and beta1), CosineAnnealing, or none (default onecycle)")
-    f.add_argument('--pct-start', type=_fraction, default=0.25, help='OneCycle: fraction of updates spent warming up (default 0.25)')
+    f.add_argument('--pct-start', type=_fraction, default=None, help='OneCycle: fraction of updates spent warming up (default 0.25)')
     f.add_argument('--out', type=Path, default=Path('runs/latest'), help='output folder (default runs/latest)')
     f.add_argument('--n-train', type=_positive(int, '--n-train'), default=None, help='use only the first N training images')
     f.add_argument('--n-valid', type=_positive(int, '--n-valid'), default=None, help='use only the first N test images')
     f.add_argument('--data', type=Path, default=None, help='folder with the four Fashion-MNIST IDX files (default: $MINIAI_DATA, then Debian\'s package)')
     f.add_argument('--quiet', action='store_true', help='no per-epoch table')
+    f.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
+                   help='fp32, or mixed precision: bf16 (CPU or recent GPUs) or fp16 with a gradient scaler (CUDA) (default fp32)')
+    f.add_argument('--accum', type=_positive(int, '--accum'), default=1,
+                   help='batches whose gradients are summed into one update (default 1); the schedule counts updates')
+    f.add_argument('--resume', type=Path, default=None,
+                   help='continue the fit saved in this checkpoint (OUT/checkpoint.pt), with the same options')
     return p
 
 # %% ../nbs/08_cli.ipynb #69e0db88
@@ -70,8 +77,12 @@ def _loss_fig(train_losses, history, n_batches):
     return fig
 
 def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sched:str='onecycle', pct_start:float=0.25,
-        out:Path=Path('runs/latest'), n_train:int=None, n_valid:int=None, data:Path=None, quiet:bool=False)->dict:
-    "Train the conv net on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into `out`."
+        out:Path=Path('runs/latest'), n_train:int=None, n_valid:int=None, data:Path=None, quiet:bool=False,
+        precision:str='fp32', accum:int=1, resume:Path=None)->dict:
+    """Train the conv net on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into `out`.
+
+    `out/checkpoint.pt` is written after every epoch and on Ctrl-C; `resume` continues such a fit (same options).
+    A non-finite loss stops the fit with `NonFiniteLossError`: nothing is written, the last checkpoint stays."""
     from functools import partial
     import torch
     import torch.nn.functional as F
@@ -82,6 +93,9 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
     from miniai.activations import set_seed
     from miniai.init import GeneralRelu, get_model, init_weights
     from miniai.sched import BatchSchedCB, RecorderCB, OneCycle, CosineAnnealing, rec_lr, rec_mom, rec_loss, save_fig
+    from miniai.learner import GradAccumCB
+    from miniai.precision import MixedPrecisionCB
+    from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB
 
     t0 = time.perf_counter()
     set_seed(seed)
@@ -95,10 +109,13 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
     else: cbs.append(ProgressCB())
     if sched == 'onecycle': cbs.append(BatchSchedCB(partial(OneCycle, pct_start=pct_start)))
     elif sched == 'cosine': cbs.append(BatchSchedCB(CosineAnnealing))
-    learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
-    learn.fit(epochs)
-
+    if precision != 'fp32': cbs.append(MixedPrecisionCB(precision))
+    if accum > 1: cbs.append(GradAccumCB(accum))
     out = Path(out)
+    cbs += [TerminateOnNaNCB(), CheckpointCB(out/'checkpoint.pt', verbose=False)]
+    learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
+    learn.fit(epochs, resume=resume)
+
     atomic_write(out/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history)))
     save_fig(_loss_fig(losses.recs['loss'], metrics.history, len(dls.train)), out/'loss.png')
     save_fig(rec.plot(), out/'sched.png')
@@ -108,15 +125,39 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
                         "{metrics.csv,loss.png,sched.png,model.pt}")
     return res
 
+def _resume_cmd(argv, ckpt)->str:
+    "The command line that resumes this run: the same options, and `--resume ckpt`."
+    args,skip = [],False
+    for a in argv:
+        if skip: skip = False; continue
+        if a == '--resume': skip = True; continue
+        if not a.startswith('--resume='): args.append(a)
+    return ' '.join(['miniai', *args, '--resume', str(ckpt)])
+
 def main(argv=None):
     "Entry point of the `miniai` console script and of `python -m miniai`."
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     if args.cmd == 'fit':
+        if args.pct_start is not None and args.sched != 'onecycle':
+            make_parser().error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
+        ckpt = args.out/'checkpoint.pt'
         try:
-            fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched, pct_start=args.pct_start,
-                out=args.out, n_train=args.n_train, n_valid=args.n_valid, data=args.data, quiet=args.quiet)
-        except KeyboardInterrupt: sys.exit(130)
+            fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched,
+                pct_start=0.25 if args.pct_start is None else args.pct_start, out=args.out, n_train=args.n_train,
+                n_valid=args.n_valid, data=args.data, quiet=args.quiet, precision=args.precision, accum=args.accum,
+                resume=args.resume)
+        except KeyboardInterrupt:
+            msg = (f"checkpoint written to {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists()
+                   else "no checkpoint was written yet")
+            sys.exit(print(f"\nminiai: interrupted; {msg}", file=sys.stderr) or 130)
         except Exception as e:
             from miniai.datasets import FashionMNISTError
+            from miniai.checkpoint import NonFiniteLossError
             if isinstance(e, FashionMNISTError): sys.exit(f"miniai: {e}")
+            if isinstance(e, NonFiniteLossError):
+                last = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
+                sys.exit(f"miniai: {e}\nminiai: nothing was written to {args.out} for this run; {last}")
+            if args.resume is not None and isinstance(e, (ValueError, FileNotFoundError)) and str(e).startswith('resume'):
+                make_parser().error(str(e))
             raise

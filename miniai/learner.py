@@ -4,25 +4,30 @@
 
 # %% auto #0
 __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs',
-           'default_device', 'to_device', 'to_cpu', 'Learner', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB',
-           'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
-           'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find']
+           'default_device', 'to_device', 'to_cpu', 'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB',
+           'Learner', 'no_scaler', 'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
+           'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
+           'plot_lr_find', 'lr_find']
 
 # %% ../nbs/02_learner.ipynb #dd13518b
-import math, sys, time
+import math, random, signal, sys, threading, time
 from copy import deepcopy
 from functools import partial
 from operator import attrgetter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from torcheval.metrics import Mean
 from matplotlib.figure import Figure
+
+from .core import atomic_write
 
 # %% ../nbs/02_learner.ipynb #18e1146e
 class CancelFitException(Exception):
@@ -66,21 +71,66 @@ def to_device(x, device=None):
     return type(x)(to_device(o, device) for o in x)
 
 def to_cpu(x):
-    "Detach `x` (a tensor or a list/tuple/dict of them) and move it to the CPU; float16 becomes float32."
+    "Detach `x` (a tensor or a list/tuple/dict of them) and move it to the CPU; float16 and bfloat16 become float32."
     if isinstance(x, Mapping): return {k:to_cpu(v) for k,v in x.items()}
     if isinstance(x, (list, tuple)): return type(x)(to_cpu(o) for o in x)
     res = x.detach().cpu()
-    return res.float() if res.dtype == torch.float16 else res
+    return res.float() if res.dtype in (torch.float16, torch.bfloat16) else res
+
+# %% ../nbs/02_learner.ipynb #c1a0b7e1
+def rng_state()->dict:
+    "The states of the random generators training draws from: torch's (CPU, and CUDA once used), Python's `random`, numpy's."
+    st = dict(torch=torch.get_rng_state(), random=random.getstate(), numpy=np.random.get_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized(): st['cuda'] = torch.cuda.get_rng_state_all()
+    return st
+
+def set_rng_state(st:dict):
+    "Put every generator back in the state `rng_state()` returned."
+    torch.set_rng_state(st['torch']); random.setstate(st['random']); np.random.set_state(st['numpy'])
+    if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
+
+_FORMAT = 'miniai-fit'
+
+def load_checkpoint(path)->dict:
+    "The fit state saved at `path` by `CheckpointCB` / `Learner.save_checkpoint`; a clear error when it is not one."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"resume={str(path)!r}: no such checkpoint file")
+    try: st = torch.load(path, map_location='cpu', weights_only=False)  # our own file: RNG and callback states are not tensors
+    except Exception as e: raise ValueError(f"resume={str(path)!r}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    return _check_state(st, repr(str(path)))
+
+def _check_state(st, what:str)->dict:
+    if not isinstance(st, dict) or st.get('format') != _FORMAT:
+        raise ValueError(f"resume={what}: not a miniai fit checkpoint (write one with CheckpointCB or learn.save_checkpoint)")
+    return st
 
 # %% ../nbs/02_learner.ipynb #94da737a
 _STEPS = ('predict', 'get_loss', 'backward', 'step', 'zero_grad')
+
+class GradAccumCB(Callback):
+    """Accumulate the gradients of `n` batches into one optimizer update (as one batch `n` times larger).
+
+    The `Learner` reads it when a fit starts (so schedules are sized in updates before any `before_fit`):
+    it steps after every `n`-th batch and after the last batch of an epoch (a shorter group), and divides the
+    summed gradients by the group's number of batches just before `after_backward` of its last batch."""
+    def __init__(self, n:int # batches per optimizer update, >= 1
+                ):
+        "Called once: validates `n`."
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n={n!r}: GradAccumCB needs an int >= 1 (batches per optimizer update)")
+        self.n = n
+
+def _cb_name(f)->str:
+    "The class name of the callback a bound hook method belongs to."
+    return type(getattr(f, '__self__', f)).__name__
 
 class Learner:
     """Runs the training loop and calls the callbacks' hooks at each moment of it.
 
     The steps `predict`, `get_loss`, `backward`, `step`, `zero_grad` come from a callback (`TrainCB`) or a
-    subclass (`TrainLearner`). State for callbacks to read: `model, dls, opt, n_epochs, epoch, iter, training,
-    dl, batch, preds, loss, n_updates, step_skipped, do_train, do_valid`."""
+    subclass (`TrainLearner`), never both for one step. State for callbacks to read: `model, dls, opt, n_epochs,
+    epoch, iter, training, dl, batch, preds, loss, n_updates, step_skipped, update_now, accum, updates_per_epoch,
+    total_updates, scaler, do_train, do_valid, pos`."""
     def __init__(self, model:nn.Module, # the model to train
                  dls=(0,), # `DataLoaders` (with `.train` and `.valid`) or a pair of iterables of batches
                  loss_func=F.mse_loss, # `loss_func(preds, *targets)`
@@ -93,6 +143,25 @@ class Learner:
         cbs = L(cbs)
         store_attr()
         self.opt,self.training,self.n_updates,self.step_skipped,self._hooks = None,False,0,False,None
+        self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch = 1,0,True,None,False
+        self.scaler = no_scaler()
+
+    @property
+    def n_batches(self)->int:
+        "Training batches per epoch (`len(dls.train)`)."
+        dl = self.dls.train
+        if not hasattr(dl, '__len__'):
+            raise TypeError(f"the number of training batches is needed (to count updates), but "
+                            f"{type(dl).__name__} has no len()")
+        return len(dl)
+    @property
+    def updates_per_epoch(self)->int:
+        "Optimizer updates per epoch: training batches divided by the accumulation, rounded up (the last group steps)."
+        return -(-self.n_batches // self.accum)
+    @property
+    def total_updates(self)->int:
+        "Optimizer updates the whole fit makes (skipped steps aside): `n_epochs * updates_per_epoch`."
+        return self.n_epochs * self.updates_per_epoch
 
     def callback(self, method_nm:str):
         "Call hook `method_nm` on every callback that has it, in `order`."
@@ -103,6 +172,14 @@ class Learner:
     def _index_hooks(self):
         cbs = sorted(self.cbs, key=attrgetter('order'))
         self._hooks = {nm: [getattr(cb, nm) for cb in cbs if hasattr(cb, nm)] for nm in HOOKS + _STEPS}
+        for nm in _STEPS:  # a step a callback provides must run: refuse when the class's own method would shadow it
+            if self._hooks[nm] and getattr(type(self), nm, None) is not None:
+                who = ', '.join(_cb_name(f) for f in self._hooks[nm])
+                self._hooks = None
+                raise TypeError(f"{who} provides the training step `{nm}`, but {type(self).__name__} defines `{nm}` "
+                                f"itself, so the callback's would never run. Use a plain `Learner` whose callbacks provide "
+                                f"the steps (TrainCB plus yours), or override `{nm}` in a subclass. Mixed precision and "
+                                f"accumulation: MixedPrecisionCB and GradAccumCB work with any Learner")
 
     def __getattr__(self, name):
         "The five steps, when not defined by a subclass, are delegated to the callbacks (see `TrainCB`)."
@@ -118,30 +195,66 @@ class Learner:
         finally: self.callback(f'cleanup_{nm}')
 
     def _one_batch(self):
+        self.mid_batch = self.training  # a training batch half done: a stop now cannot resume it exactly
         self.predict(); self.callback('after_predict')
         self.get_loss(); self.callback('after_loss')
-        if self.training:
-            self.backward(); self.callback('after_backward')
+        if not self.training: return
+        self.backward()
+        if self.update_now and self._group > 1: _divide_grads(self.opt, self._group)
+        self.callback('after_backward')
+        if self.update_now:
             self.step()
             if not self.step_skipped: self.n_updates += 1
             self.callback('after_step')
             self.zero_grad()
+        self.pos,self.mid_batch = (self.epoch, 'train', self.iter + 1),False  # done: a stop from here resumes after it
+
+    def _batches(self):
+        "`enumerate(self.dl)`, past the batches a resumed fit already did (the data order replayed from the pass's RNG)."
+        skip,self._skip = self._skip,0
+        # what the pass's data order is drawn from: a checkpoint keeps it, to replay the order on resume
+        if not skip: self._pass_rng = ((self.epoch, 'train' if self.training else 'valid'), rng_state())
+        it = enumerate(self.dl)
+        if skip:
+            now = rng_state()
+            set_rng_state(self._pass_rng[1])
+            for _ in range(skip): next(it)
+            set_rng_state(now)
+        return it
 
     def _all_batches(self):
-        for self.iter,self.batch in enumerate(self.dl):
+        n,k = (self.n_batches,self.accum) if self.training and self.accum > 1 else (None,1)
+        for self.iter,self.batch in self._batches():
             self.step_skipped = False
+            if k > 1:  # the group this batch belongs to, and whether it is the group's last
+                start = self.iter - self.iter % k
+                self._group = min(k, n - start)
+                self.update_now = self.iter + 1 == start + self._group
             self._with_cbs('batch', self._one_batch, CancelBatchException)
+        self._end_pass()
+
+    def _end_pass(self):
+        "The pass's batches are done (its `after_epoch` belongs to it): a stop from here on resumes at the next pass."
+        self.pos = (self.epoch, 'valid', 0) if self.training and self.do_valid else (self.epoch + 1, 'train', 0)
 
     def one_epoch(self, training:bool):
         "Run one pass over `dls.train` (`training=True`) or `dls.valid`, with the epoch hooks around it."
         self.model.train(training)
         self.training = training
         self.dl = self.dls.train if training else self.dls.valid
+        if training: self.pos = (self.epoch, 'train', self._skip)
+        self.update_now,self._group = True,1
         self._with_cbs('epoch', self._all_batches, CancelEpochException)
+        self._end_pass()  # also when the pass was cancelled
 
     def _fit(self, train, valid):
+        start,self._start = self._start,None
+        if start is not None: self._restore_after_setup(start)
+        sp = None if start is None else (start['pos']['epoch'], start['pos']['phase'], start['pos']['batch'])
         for self.epoch in self.epochs:
-            if train: self.one_epoch(True)
+            phase,done = sp[1:] if sp is not None and sp[0] == self.epoch else ('train', 0)
+            self._skip = done if phase == 'train' else 0
+            if train and phase == 'train': self.one_epoch(True)
             if valid:
                 with torch.no_grad(): self.one_epoch(False)
 
@@ -149,9 +262,14 @@ class Learner:
             train:bool=True, # run the training passes
             valid:bool=True, # run the validation passes
             cbs=None, # callbacks for this fit only: removed afterwards, also when the fit raises
-            lr:float=None # learning rate for this fit (default `self.lr`)
+            lr:float=None, # learning rate for this fit (default `self.lr`)
+            resume=None # a checkpoint (path or `fit_state()` dict) of an interrupted fit of the same kind: continue it
            ):
-        "Build a new optimizer and train for `n_epochs`, calling the callbacks' hooks throughout."
+        """Build a new optimizer and train for `n_epochs`, calling the callbacks' hooks throughout.
+
+        With `resume`, the fit continues where the checkpoint was taken (mid-epoch included): model, optimizer,
+        every stateful callback, grad scaler, counts, data order and random generators are restored, so that the
+        finished run is the one an uninterrupted fit would have given. A checkpoint of a different fit is refused."""
         if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 0:
             raise ValueError(f"n_epochs={n_epochs!r}: must be an int >= 0")
         if lr is not None: _check_lr(lr)
@@ -159,22 +277,53 @@ class Learner:
             if flag and not hasattr(self.dls, nm):
                 raise ValueError(f"fit(..., {nm}=True) needs dls.{nm}, but dls is {type(self.dls).__name__}: "
                                  f"pass DataLoaders(train_dl, valid_dl) to the Learner")
+        state = load_checkpoint(resume) if isinstance(resume, (str, Path)) else resume
         cbs = L(cbs)
         self.cbs += cbs
         try:
             self.n_epochs,self.epochs = n_epochs,range(n_epochs)
-            self.n_updates,self.epoch,self.iter = 0,0,0
+            self.n_updates,self.epoch,self.iter,self._skip,self._start = 0,0,0,0,None
             self.do_train,self.do_valid = train,valid  # which passes this fit runs, for callbacks to check
+            self.accum,self.update_now,self._group = self._find_accum(),True,1
+            self.pos,self._pass_rng,self.mid_batch = (0, 'train', 0),None,False
+            self.scaler = no_scaler()  # MixedPrecisionCB sets a real one in before_fit
             if self.opt_func: self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
+            if self.accum > 1 and train: self.n_batches  # gradient accumulation needs len(dls.train): fail now if absent
+            if state is not None: self._restore_before_setup(state)
             self._index_hooks()
             self._with_cbs('fit', partial(self._fit, train, valid), CancelFitException)
         finally:
             for cb in cbs: self.cbs.remove(cb)
             self._hooks = None
 
+    def _find_accum(self)->int:
+        accs = [cb for cb in self.cbs if isinstance(cb, GradAccumCB)]
+        if len(accs) > 1: raise ValueError(f"{len(accs)} GradAccumCB callbacks in this fit: use one")
+        return accs[0].n if accs else 1
+
 def _check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
         raise ValueError(f"lr={lr!r}: must be a finite number > 0")
+
+def no_scaler():
+    "A disabled `torch.amp.GradScaler`: `scale(loss)` is `loss` and `step(opt)` is `opt.step()`. The default `learn.scaler`."
+    return torch.amp.GradScaler('cpu', enabled=False)
+
+def scaler_step(scaler, # `learn.scaler`
+                opt # the optimizer
+               )->bool:
+    "One optimizer step through `scaler`; True when the scaler skipped it (it found inf/nan gradients and lowered its scale)."
+    if not scaler.is_enabled():
+        opt.step()
+        return False
+    s = scaler.get_scale()
+    scaler.step(opt); scaler.update()
+    return scaler.get_scale() < s
+
+def _divide_grads(opt, k:int):
+    "Divide the accumulated gradients of `opt`'s parameters by `k` (the batches summed into them)."
+    gs = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
+    if gs: torch._foreach_div_(gs, k)
 
 # %% ../nbs/02_learner.ipynb #b9c279a2
 class TrainCB(Callback):
@@ -182,24 +331,29 @@ class TrainCB(Callback):
     def __init__(self, n_inp:int=1): self.n_inp = n_inp
     def predict(self, learn): learn.preds = learn.model(*learn.batch[:self.n_inp])
     def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp:])
-    def backward(self, learn): learn.loss.backward()
-    def step(self, learn): learn.opt.step()
+    def backward(self, learn): learn.scaler.scale(learn.loss).backward()
+    def step(self, learn):
+        if scaler_step(learn.scaler, learn.opt): learn.step_skipped = True
     def zero_grad(self, learn): learn.opt.zero_grad()
+
+_PREDICT_MSG = ("predict() is the training step that sets learn.preds from learn.batch; "
+                "for predictions on new data use learn.predict_batch(x) or learn.get_preds(dl)")
 
 class TrainLearner(Learner):
     "A `Learner` for supervised training: batches are `(x, y)`."
-    def predict(self):
-        "Forward pass: sets `self.preds`."
+    def predict(self, *args):
+        "Forward pass: sets `self.preds` from `self.batch` (training step; see `predict_batch` for new data)."
+        if args: raise TypeError(_PREDICT_MSG)
         self.preds = self.model(self.batch[0])
     def get_loss(self):
         "Sets `self.loss` from `self.preds` and the targets."
         self.loss = self.loss_func(self.preds, self.batch[1])
     def backward(self):
-        "Backpropagates `self.loss`."
-        self.loss.backward()
+        "Backpropagates `self.loss` (through `self.scaler`: scaled under fp16 mixed precision, as is otherwise)."
+        self.scaler.scale(self.loss).backward()
     def step(self):
-        "One optimizer update."
-        self.opt.step()
+        "One optimizer update (through `self.scaler`, which may skip it: then `step_skipped` is set)."
+        if scaler_step(self.scaler, self.opt): self.step_skipped = True
     def zero_grad(self):
         "Clears the gradients (set to None)."
         self.opt.zero_grad()
@@ -235,18 +389,28 @@ class MetricsCB(Callback):
         for o in ms: metrics[type(o).__name__] = o
         self.metrics,self.train_metrics = metrics,train_metrics
         self.loss = Mean()
-        self.history = []
+        self.history,self.row,self._pending,self._resume,self._resume_acc = [],None,False,None,None
 
     def _log(self, row:dict): print(row)
 
     def before_fit(self, learn):
-        "Starts a new history and makes itself `learn.metrics`."
-        learn.metrics,self.history,self.row = self,[],None
+        "Starts a new history (or the saved one of a resumed fit) and makes itself `learn.metrics`."
+        learn.metrics,self.history,self.row,self._pending = self,[],None,False
+        st,self._resume = getattr(self, '_resume', None),None
+        if st is not None:
+            self.history,self.row,self._pending = deepcopy(st['history']),deepcopy(st['row']),st['pending']
+            self.t0 = time.perf_counter()  # the time column of the resumed epoch counts from the resume
+            self._resume_acc = st['acc'] if learn.pos[1] == 'train' and learn.pos[2] > 0 else None
     def before_epoch(self, learn):
-        "Resets the metrics; opens the epoch's row and its clock at the training pass."
+        "Resets the metrics (or restores a resumed pass's sums); opens the epoch's row and its clock at the training pass."
         self.loss.reset()
         for m in self.metrics.values(): m.reset()
-        if learn.training or self.row is None or self.row['epoch'] != learn.epoch:
+        acc,self._resume_acc = getattr(self, '_resume_acc', None),None
+        if acc is not None and learn.training:  # resumed in the middle of this training pass: its sums so far
+            self.loss.load_state_dict(acc['loss'])
+            for k,m in self.metrics.items(): m.load_state_dict(acc['metrics'][k])
+            self.t0 = time.perf_counter()
+        elif learn.training or self.row is None or self.row['epoch'] != learn.epoch:
             self.row,self.t0 = {'epoch': learn.epoch},time.perf_counter()
         self._upd = learn.training is False or self.train_metrics
     def after_batch(self, learn):
@@ -264,15 +428,24 @@ class MetricsCB(Callback):
             for k,m in self.metrics.items(): self.row[k if pre == 'valid' else f'train_{k}'] = m.compute().item()
         self.row['time'] = time.perf_counter() - self.t0
         self._pending = learn.training
-        if not learn.training: self._emit()
+        if not learn.training or not getattr(learn, 'do_valid', True): self._emit()
     def after_fit(self, learn):
-        "Logs the last row if the fit ended after a training pass with no validation pass."
-        if getattr(self, '_pending', False): self._emit()
+        "Logs the last row if the fit ended after a training pass whose validation pass did not run."
+        if self._pending: self._emit()
     def _emit(self):
         self.row['time'] = self.row.pop('time')  # last column
-        self.history.append(self.row)
+        if self.history and self.history[-1]['epoch'] == self.row['epoch']: self.history[-1] = self.row  # a redone pass
+        else: self.history.append(self.row)
         self._pending = False
         self._log(self.row)
+
+    def state_dict(self)->dict:
+        "A copy of the history, the open row and this pass's sums: what a resumed fit needs (see `Learner.fit_state`)."
+        return deepcopy(dict(history=self.history, row=self.row, pending=self._pending,
+                             acc=dict(loss=self.loss.state_dict(), metrics={k:m.state_dict() for k,m in self.metrics.items()})))
+    def load_state_dict(self, state_dict:dict):
+        "Make the next fit continue from `state_dict` (applied in its `before_fit`)."
+        self._resume = state_dict
 
 # %% ../nbs/02_learner.ipynb #2e4718f7
 def in_notebook()->bool:
@@ -425,3 +598,135 @@ def lr_find(self:Learner, gamma:float=1.3, max_mult:float=3., start_lr:float=1e-
 
 # Defined beside LRFinderCB so the notebook reads in order; it is a method of `Learner`.
 Learner.lr_find = lr_find
+
+# %% ../nbs/02_learner.ipynb #c1a0b7e3
+# These methods of `Learner` are defined here, after the loop they save and restore, to explain them in order.
+@patch
+def fit_spec(self:Learner)->dict:
+    "What this fit is: a checkpoint is only resumed into a fit with the same spec."
+    return dict(n_epochs=self.n_epochs, n_batches=len(self.dls.train) if hasattr(self.dls.train, '__len__') else None,
+                accum=self.accum, opt=None if self.opt is None else type(self.opt).__name__,
+                train=self.do_train, valid=self.do_valid)
+
+@patch
+def stateful_cbs(self:Learner)->dict:
+    "The callbacks with `state_dict`/`load_state_dict`, by class name (`Name#1` for a second one of a class)."
+    res,seen = {},{}
+    for cb in self.cbs:
+        if callable(getattr(cb, 'state_dict', None)) and callable(getattr(cb, 'load_state_dict', None)):
+            nm = type(cb).__name__
+            i = seen[nm] = seen.get(nm, -1) + 1
+            res[nm if i == 0 else f'{nm}#{i}'] = cb
+    return res
+
+@patch
+def fit_state(self:Learner)->dict:
+    """Everything `fit(resume=...)` needs to continue this fit exactly: spec, position, model, optimizer, gradients
+    of an unfinished accumulation group, every stateful callback, random generators. Called by `CheckpointCB` during
+    a fit; holds references to live tensors, so save it at once (`save_checkpoint`) or deepcopy it."""
+    if self.pos is None or self.opt is None: raise ValueError("fit_state(): no fit has started, so there is nothing to save")
+    e,ph,b = self.pos
+    grads = None
+    if ph == 'train' and self.accum > 1 and b % self.accum and b < self.n_batches:  # inside an accumulation group
+        grads = [None if p.grad is None else p.grad.detach().clone() for g in self.opt.param_groups for p in g['params']]
+    return dict(format=_FORMAT, version=1, fit=self.fit_spec(),
+                pos=dict(epoch=e, phase=ph, batch=b, n_updates=self.n_updates, mid_batch=self.mid_batch),
+                model=self.model.state_dict(), opt=self.opt.state_dict(), grads=grads,
+                cbs={k:cb.state_dict() for k,cb in self.stateful_cbs().items()},
+                rng=dict(now=rng_state(), pass_start=self._pass_rng))
+
+@patch
+def save_checkpoint(self:Learner, path):
+    "Write `fit_state()` to `path` atomically: a failed or killed write leaves the previous checkpoint whole."
+    st = self.fit_state()
+    atomic_write(path, lambda f: torch.save(st, f))
+
+@patch
+def _restore_before_setup(self:Learner, state:dict):
+    "Resume, part 1 (before `before_fit`): check the fit is the same; load the model, optimizer, callbacks' states, counts."
+    state = _check_state(state, 'the given dict')
+    got,want = state['fit'],self.fit_spec()
+    diff = [f"{k}: {got.get(k)!r} in the checkpoint, {v!r} in this fit" for k,v in want.items() if got.get(k) != v]
+    if diff: raise ValueError("resume: the checkpoint is of a different fit (" + '; '.join(diff) +
+                              "). Resume with the same fit() arguments, data and callbacks, or start a new fit")
+    cbs,saved = self.stateful_cbs(),state['cbs']
+    if set(cbs) != set(saved):
+        raise ValueError(f"resume: the checkpoint has state for the callbacks {sorted(saved)}, this fit has {sorted(cbs)}: "
+                         f"resume with the same stateful callbacks as the interrupted fit")
+    self.model.load_state_dict(state['model'])
+    self.opt.load_state_dict(state['opt'])
+    for k,cb in cbs.items(): cb.load_state_dict(saved[k])
+    p = state['pos']
+    self.n_updates,self.epoch,self.epochs = p['n_updates'],p['epoch'],range(p['epoch'], self.n_epochs)
+    self.pos,self._start = (p['epoch'], p['phase'], p['batch']),state
+
+@patch
+def _restore_after_setup(self:Learner, state:dict):
+    "Resume, part 2 (after `before_fit` put the model on its device): optimizer tensors, gradients, random generators."
+    self.opt.load_state_dict(state['opt'])  # again: its tensors now go to the parameters' device
+    if state['grads'] is not None:
+        ps = [p for g in self.opt.param_groups for p in g['params']]
+        for p,g in zip(ps, state['grads']): p.grad = None if g is None else g.to(p.device)
+    e,ph,_ = self.pos
+    self._pass_rng = ps = state['rng']['pass_start']
+    # a stop during validation redoes that pass: from the generators' state at its start (a shuffled valid loader
+    # draws from them); otherwise from their state at the stop
+    set_rng_state(ps[1] if ph == 'valid' and ps is not None and tuple(ps[0]) == (e, 'valid') else state['rng']['now'])
+
+# %% ../nbs/02_learner.ipynb #c1a0b7e5
+# Methods of `Learner`, defined here with the checkpoint methods above: using a trained model.
+@patch
+def save(self:Learner, path, # the file to write (the old one survives a failed write)
+         with_opt:bool=False # also the optimizer's state (to go on training with the same moments)
+        ):
+    "Write the model's weights (and the optimizer's state) to `path` atomically."
+    st = {'model': self.model.state_dict()}
+    if with_opt:
+        if self.opt is None: raise ValueError("save(with_opt=True): there is no optimizer yet (it is built by fit)")
+        st['opt'] = self.opt.state_dict()
+    atomic_write(path, lambda f: torch.save(st, f))
+
+@patch
+def load(self:Learner, path, # a file written by `save`
+         with_opt:bool=False, # also load the optimizer's state (into `self.opt`, built by an earlier fit)
+         strict:bool=True # passed to `load_state_dict`: every key must match
+        ):
+    "Load weights (and optimizer state) saved by `save` into the model (and `self.opt`); returns the learner."
+    st = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(st, dict) or 'model' not in st: raise ValueError(f"{str(path)!r}: not a file written by Learner.save")
+    self.model.load_state_dict(st['model'], strict=strict)
+    if with_opt:
+        if 'opt' not in st: raise ValueError(f"{str(path)!r} has no optimizer state: it was saved without with_opt=True")
+        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
+        self.opt.load_state_dict(st['opt'])
+    return self
+
+def _model_device(model)->torch.device:
+    p = next(iter(model.parameters()), None)
+    return torch.device('cpu') if p is None else p.device
+
+@patch
+def predict_batch(self:Learner, x # a batch of inputs (a tensor, or a tuple of them for a model with several inputs)
+                 )->torch.Tensor:
+    "The model's outputs for inputs `x`, in eval mode without gradients, on the CPU (the model's mode is restored)."
+    was = self.model.training
+    self.model.eval()
+    try:
+        with torch.no_grad():
+            x = to_device(x, _model_device(self.model))
+            return to_cpu(self.model(*x) if isinstance(x, (tuple, list)) else self.model(x))
+    finally: self.model.train(was)
+
+@patch
+def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; default `dls.valid`
+              n_inp:int=1 # how many leading items of a tuple batch are inputs
+             )->tuple:
+    "`(preds, targets)` for every batch of `dl`, concatenated on the CPU; targets are None when batches have none."
+    dl = self.dls.valid if dl is None else dl
+    preds,targs = [],[]
+    for b in dl:
+        xs,ys = (b[:n_inp], b[n_inp:]) if isinstance(b, (tuple, list)) else ((b,), ())
+        preds.append(self.predict_batch(tuple(xs)))
+        if ys: targs.append(to_cpu(ys[0]))
+    if not preds: raise ValueError("get_preds: the loader gave no batches")
+    return torch.cat(preds), (torch.cat(targs) if targs else None)

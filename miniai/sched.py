@@ -372,13 +372,13 @@ class BatchSchedCB(BaseSchedCB):
         if not hasattr(learn.dls.train, '__len__'):
             raise TypeError(f"BatchSchedCB needs len(dls.train) (batches per epoch) to size the schedule; "
                             f"{type(learn.dls.train).__name__} has no len()")
-        return learn.n_epochs, len(learn.dls.train)
+        return learn.n_epochs, getattr(learn, 'updates_per_epoch', len(learn.dls.train))  # updates, not batches
     def before_fit(self, learn):
-        "Builds the scheduler (see `BaseSchedCB`); the length is the fit's number of updates."
+        "Builds the scheduler (see `BaseSchedCB`); the length is the fit's number of optimizer updates (see `GradAccumCB`)."
         super().before_fit(learn)
         if isinstance(self.sched, ReduceLROnPlateau):
             raise ValueError(f"sched={self.sched_fn!r}: ReduceLROnPlateau steps on a validation loss: use EpochSchedCB")
-        self._seen = 0
+        self._seen = learn.n_updates  # 0, or the updates a resumed fit had done
     def cleanup_batch(self, learn):
         "Called after every batch, even a cancelled one: one scheduler step per new optimizer update."
         n = learn.n_updates
@@ -394,8 +394,9 @@ class EpochSchedCB(BaseSchedCB):
     def _lengths(self, learn): return learn.n_epochs, 1
     def before_fit(self, learn):
         "Builds the scheduler (see `BaseSchedCB`); the length is the fit's number of epochs."
+        st = self.state
         super().before_fit(learn)
-        self._plateau,self._pending = isinstance(self.sched, ReduceLROnPlateau),False
+        self._plateau,self._pending = isinstance(self.sched, ReduceLROnPlateau),bool(st and st.get('pending'))
         if self._plateau and (not getattr(learn, 'do_valid', True) or getattr(learn.dls, 'valid', None) is None):
             raise ValueError("ReduceLROnPlateau steps on the validation loss, and this fit has no validation pass: "
                              "fit with valid=True and dls.valid, or use another scheduler")
@@ -412,6 +413,9 @@ class EpochSchedCB(BaseSchedCB):
             b = learn.batch[0] if isinstance(learn.batch, (tuple, list)) else learn.batch
             bs = len(b)
             self._tot += learn.loss.item() * bs; self._cnt += bs
+    def state_dict(self)->dict:
+        "`BaseSchedCB.state_dict`, and whether a ReduceLROnPlateau step waits for this epoch's validation loss."
+        return {**super().state_dict(), 'pending': self._pending}
     def after_epoch(self, learn):
         "After a training pass: one scheduler step. After a validation pass: ReduceLROnPlateau's step(valid_loss)."
         if learn.training:
@@ -464,9 +468,21 @@ class RecorderCB(Callback):
         return self.learn.opt.param_groups[0]
 
     def before_fit(self, learn):
-        "Starts empty records for this fit."
+        "Starts empty records for this fit (or the saved ones of a resumed fit, see `load_state_dict`)."
         self.learn = learn
         self.recs,self.epochs = {k:[] for k in self.fns},[]
+        st,self._resume = getattr(self, '_resume', None),None
+        if st is not None: self.recs,self.epochs = deepcopy(st['recs']),list(st['epochs'])
+
+    def state_dict(self)->dict:
+        "A copy of the records so far (for a checkpoint of the fit)."
+        return deepcopy(dict(recs=self.recs, epochs=self.epochs))
+    def load_state_dict(self, state_dict:dict):
+        "Make the next fit continue these records (applied in its `before_fit`)."
+        if set(state_dict['recs']) != set(self.fns):
+            raise ValueError(f"RecorderCB.load_state_dict: the saved records are {sorted(state_dict['recs'])}, "
+                             f"this recorder records {sorted(self.fns)}")
+        self._resume = state_dict
 
     def after_step(self, learn):
         "After each optimizer update (not a skipped one): appends every function's value and the epoch."

@@ -1,0 +1,29 @@
+"""Rewrite the export cell of nbs/10_all.ipynb from the modules' `__all__` (run after adding a public name, then
+`nbdev-export`). miniai.all imports every name explicitly, so a reader sees where each comes from."""
+import importlib, json, sys, textwrap
+from pathlib import Path
+
+MODULES = ['core', 'datasets', 'learner', 'activations', 'init', 'schedbase', 'sched', 'schedfamily',
+           'precision', 'checkpoint', 'cli']
+NB = Path(__file__).resolve().parent.parent/'nbs'/'10_all.ipynb'
+
+def export_cell()->str:
+    lines,names = ['#| export'],[]
+    for m in MODULES:
+        ns = list(importlib.import_module(f'miniai.{m}').__all__)
+        names += ns
+        body = textwrap.fill(', '.join(ns), 100, initial_indent='    ', subsequent_indent='    ')
+        lines += [f'from miniai.{m} import (', body + ')']
+    lines.append("# nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.")
+    lines.append(textwrap.fill(', '.join(repr(n) for n in names), 100, initial_indent='_all_ = [',
+                               subsequent_indent='    ') + ']')
+    return '\n'.join(lines)
+
+if __name__ == '__main__':
+    sys.path.insert(0, str(NB.parent.parent))
+    nb = json.loads(NB.read_text())
+    cell = next(c for c in nb['cells'] if ''.join(c['source']).startswith('#| export'))
+    src = export_cell().split('\n')
+    cell['source'] = [l + '\n' for l in src[:-1]] + [src[-1]]
+    NB.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+    print(f'{NB.name}: {sum(len(importlib.import_module("miniai." + m).__all__) for m in MODULES)} names')
