@@ -96,7 +96,7 @@ def _source(path=None)->Path|None:
     return None
 
 # %% ../nbs/01_datasets.ipynb #df41990c
-_CACHE_VERSION = 1  # bump when the cached format changes
+_CACHE_VERSION = 2  # bump when the cached format changes (2: with counts and a checksum)
 
 def _cache_key(src:Path|None)->str:
     "A short hash of the source `src`: its resolved path and each file's name, size and mtime."
@@ -123,6 +123,7 @@ def _split_problem(x, y)->str|None:
         return f'images should be uint8 (N, 28, 28), got {x.dtype} {tuple(x.shape)}'
     if y.dtype != torch.int64 or y.ndim != 1: return f'labels should be int64 (N,), got {y.dtype} {tuple(y.shape)}'
     if len(y) != len(x): return f'{len(y)} labels for {len(x)} images'
+    if len(x) == 0: return 'it holds 0 images: a split needs at least one'
     if len(y) and not (0 <= int(y.min()) and int(y.max()) <= 9):
         return f'label values should be 0..9 (10 classes), found {int(y.min())}..{int(y.max())}'
     return None
@@ -141,17 +142,57 @@ def _read_folder(src:Path)->dict:
     return res
 
 # %% ../nbs/01_datasets.ipynb #c73dd3c1
-def _load_cache(f:Path)->dict|None:
-    "The tensors cached in `f`, or `None` when there are none; a corrupt cache is deleted (and `None` returned)."
-    if not f.exists(): return None
+def _digest(d:dict)->str:
+    "A sha256 checksum of the shapes and bytes of every tensor of `d` (a `dict(train=(x, y), test=(x, y))`)."
+    h = hashlib.sha256()
+    for split in FILES:
+        for t in d[split]:
+            h.update(f'{split}{tuple(t.shape)}{t.dtype};'.encode())
+            h.update(t.contiguous().numpy().data)
+    return h.hexdigest()
+
+def _with_meta(d:dict)->dict:
+    "What the cache file holds: the tensors, and the counts and checksum that `_cache_problem` checks them against."
+    return {**d, 'meta': dict(version=_CACHE_VERSION, counts={k: len(d[k][0]) for k in FILES}, digest=_digest(d))}
+
+def _idx_count(path:Path)->int|None:
+    "The first dimension declared by the header of IDX file `path` (reading 8 bytes, gunzipped), or `None` if unreadable."
     try:
-        d = torch.load(f, weights_only=True)
-        ok = isinstance(d, dict) and set(d) == set(FILES) and all(
-            isinstance(d[k], tuple) and len(d[k]) == 2 and _split_problem(*d[k]) is None for k in FILES)
-    except Exception: ok = False
-    if ok: return d
-    warnings.warn(f'miniai: the cache {f} is corrupt; deleting and rebuilding it')
-    f.unlink(missing_ok=True)
+        with open(path, 'rb') as f: gz = f.read(2) == b'\x1f\x8b'
+        with (gzip.open if gz else open)(path, 'rb') as f: hdr = f.read(8)
+    except (OSError, EOFError, zlib.error): return None
+    return int.from_bytes(hdr[4:8], 'big') if len(hdr) == 8 else None
+
+def _source_counts(src:Path|None)->dict|None:
+    "The number of images of each split in the source: from the IDX headers, the hub's fixed sizes, or `None` if unknown."
+    if src is None: return {'train': 60000, 'test': 10000}
+    res = {k: _idx_count(_idx_file(src, FILES[k][0])) for k in FILES}
+    return None if None in res.values() else res
+
+def _cache_problem(obj, want:dict|None)->str|None:
+    "What is wrong with `obj`, loaded from a cache file, for a source of `want` images per split; `None` when nothing is."
+    if not isinstance(obj, dict) or set(obj) != {*FILES, 'meta'}: return 'not a miniai cache of this version'
+    for k in FILES:
+        if not (isinstance(obj[k], tuple) and len(obj[k]) == 2): return f'{k} is not an (images, labels) pair'
+        problem = _split_problem(*obj[k])
+        if problem: return f'{k}: {problem}'
+    meta,counts = obj['meta'],{k: len(obj[k][0]) for k in FILES}
+    if not isinstance(meta, dict) or meta.get('version') != _CACHE_VERSION: return 'written by another version of miniai'
+    if meta.get('counts') != counts: return f'it holds {counts} images but was written with {meta.get("counts")}'
+    if want is not None and counts != want: return f'it holds {counts} images but the source has {want}'
+    if meta.get('digest') != _digest(obj): return 'the checksum of its tensors does not match: its bytes were changed'
+    return None
+
+def _load_cache(f:Path, want:dict|None=None)->dict|None:
+    """The tensors cached in `f`, verified (counts against the source's `want`, and the checksum written with them),
+    or `None` when there are none; a cache that fails is deleted, with a warning saying why (and `None` returned)."""
+    if not f.exists() or f.is_dir(): return None  # a folder is not ours: `fashion_mnist_tensors` leaves it alone
+    try: obj = torch.load(f, weights_only=True); problem = _cache_problem(obj, want)
+    except Exception as e: problem = f'unreadable: {type(e).__name__}: {e}'
+    if problem is None: return {k: obj[k] for k in FILES}
+    warnings.warn(f'miniai: the cache {f} is corrupt ({problem}); deleting and rebuilding it')
+    try: f.unlink(missing_ok=True)
+    except OSError as e: warnings.warn(f'miniai: could not delete {f} ({e})')
     return None
 
 # %% ../nbs/01_datasets.ipynb #88545274
@@ -171,13 +212,18 @@ def _dd_to_tensors(dd)->dict:
 def fashion_mnist_tensors(
     path=None, # folder with the four IDX files; default `$MINIAI_DATA`, then Debian's folder, then the HF hub
 )->dict: # `dict(train=(x, y), test=(x, y))`, x uint8 (N,28,28), y int64 (N,)
-    "Fashion-MNIST as tensors, read once from the IDX files and cached in `cache_dir()`."
+    """Fashion-MNIST as tensors, read once from the IDX files and cached in `cache_dir()`. The cache is verified on every
+    load (image counts against the source's headers, and a checksum of the tensors) and rebuilt when it does not match."""
     src = _source(path)
     f = cache_dir()/f'fashion_mnist-{_cache_key(src)}.pt'
-    d = _load_cache(f)
+    d = _load_cache(f, _source_counts(src))
     if d is not None: return d
     d = _read_folder(src) if src is not None else _dd_to_tensors(load_fashion_mnist())
-    try: _atomic_save(d, f)
+    if f.is_dir():
+        warnings.warn(f"miniai: the cache path {f} is a folder, not miniai's cache file: it is left alone and the data "
+                      f"is read from the source every time (remove the folder to cache again)")
+        return d
+    try: _atomic_save(_with_meta(d), f)
     except Exception as e: warnings.warn(f'miniai: could not write the cache {f} ({e}); reading the source again next time')
     return d
 

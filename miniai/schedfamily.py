@@ -9,13 +9,15 @@ __all__ = ['NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'Poly
            'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func']
 
 # %% ../nbs/07_schedfamily.ipynb #fcc3a79e
-import math, re
+import math, numbers, re
+from collections.abc import Sequence
 from bisect import bisect_right
 from functools import partial
 
 import torch
+from fastcore.basics import patch
 from torch import nn
-from .schedbase import StatefulSchedulerBase
+from .schedbase import StatefulSchedulerBase, get_field
 from .sched import check_T_max
 
 # %% ../nbs/07_schedfamily.ipynb #b64f92d3
@@ -34,9 +36,39 @@ def _check_num(name, v, lo=None, hi=None, lo_open=False, hi_open=False):
                        f"{'inf' if hi is None else hi}{')' if hi_open else ']'}")
     return v
 
+def _check_bool(name, v):
+    "`v` must be `True` or `False`: 'False', 0 or None would be read as a truth value, silently."
+    if not isinstance(v, bool): _fail(name, v, "must be True or False")
+    return v
+
+_MAX_LEN = 2**53  # lengths and counts up to this are exact in float64; beyond, positions are not
+
+def _T_max(T_max, owner:str)->int:
+    "`check_T_max`, and at most `_MAX_LEN` (2**53) updates: beyond, counts are not exact as floats."
+    T = check_T_max(T_max, owner)
+    if T > _MAX_LEN: _fail('T_max', T_max, f"must be <= 2**53 = {_MAX_LEN} (update counts beyond are not exact in float64)")
+    return T
+
+def _check_opt(opt, owner:str, name:str=None, field:str=None):
+    """Called first in every scheduler's constructor: `opt` must be an optimizer with param groups, and `field`
+    (the argument `name`) a number in each group, so a bad one is refused here and not as an IndexError later."""
+    pgs = getattr(opt, 'param_groups', None)
+    if not isinstance(pgs, (list, tuple)):
+        raise TypeError(f"{owner} needs a torch optimizer (with param_groups), got {type(opt).__name__}: {opt!r}")
+    if not pgs: raise ValueError(f"{owner}: the optimizer {type(opt).__name__} has no param groups: there is nothing to schedule")
+    if field is None: return opt
+    for i,pg in enumerate(pgs):
+        try: v = get_field(pg, field)
+        except ValueError as e: raise ValueError(f"{name}={field!r}: {e}") from None  # names the group's fields
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            _fail(name, field, f"param group {i} holds {v!r} there, not a number; schedulable fields are numbers "
+                               f"such as 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2'")
+    return opt
+
 def _n_steps(T, steps, pct, nm):
-    "A phase length in updates, from `<nm>_steps` or from `<nm>_pct` of `T` (not both)."
-    if pct is None: return _check_int(f'{nm}_steps', steps)
+    "A phase length in updates, from `<nm>_steps` (an int) or from `<nm>_pct` of `T` (not both)."
+    steps = 0 if steps is None else _check_int(f'{nm}_steps', steps)
+    if pct is None: return steps
     if steps: _fail(f'{nm}_pct', pct, f"give {nm}_steps or {nm}_pct, not both ({nm}_steps={steps})")
     return round(_check_num(f'{nm}_pct', pct, lo=0, hi=1) * T)
 
@@ -91,8 +123,9 @@ class WarmupDecaySched(StatefulSchedulerBase):
                  param_group_field:str='lr' # the field scheduled ('lr', 'weight_decay', 'mom', ...)
                 ):
         "Called once, before training: checks everything, records the levels, sets the groups to the value for 0 updates."
+        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
-        self.T_max = check_T_max(T_max, type(self).__name__)
+        self.T_max = _T_max(T_max, type(self).__name__)
         self.warmup = _n_steps(self.T_max, warmup_steps, warmup_pct, 'warmup')
         if self.warmup > self.T_max: _fail('warmup_steps', self.warmup, f"must be <= T_max={self.T_max}")
         self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
@@ -161,9 +194,9 @@ class WSDSched(WarmupDecaySched):
         super().__init__(optimizer, T_max, **kwargs)
 
     def setup(self):
-        "Works out the decay length and checks that warmup and decay fit in `T_max`."
+        "Works out the decay length and checks that warmup and decay fit in `T_max`: `decay_steps` is None or an int >= 0."
         pct = 0.2 if self._decay_steps is None and self._decay_pct is None else self._decay_pct
-        self.decay_len = _n_steps(self.T_max, self._decay_steps or 0, pct, 'decay')
+        self.decay_len = _n_steps(self.T_max, 0 if self._decay_steps is None else self._decay_steps, pct, 'decay')
         if self.warmup + self.decay_len > self.T_max:
             _fail(*(('decay_steps', self._decay_steps) if pct is None else ('decay_pct', pct)),
                   f"warmup ({self.warmup}) + decay ({self.decay_len}) must fit in T_max={self.T_max}")
@@ -190,10 +223,12 @@ class CosineRestartsSched(StatefulSchedulerBase):
                  max_lr=None, min_lr=None, min_ratio:float=0., init_lr=None, init_ratio:float=None, # as `WarmupDecaySched`
                  k_decay:float=1., # k-decay of each cosine
                  param_group_field:str='lr'):
-        "Called once: checks the arguments, lays out the cycles, sets the groups to the value for 0 updates."
+        "Called once: checks the arguments, lays out the cycles (in O(1): no loop over them), sets the groups to update 0's values."
+        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
-        self.T_max = None if T_max is None else check_T_max(T_max, type(self).__name__)
-        self.warmup,self.warmup_each_cycle = _check_int('warmup_steps', warmup_steps),bool(warmup_each_cycle)
+        self.T_max = None if T_max is None else _T_max(T_max, type(self).__name__)
+        self.warmup = _check_int('warmup_steps', warmup_steps)
+        self.warmup_each_cycle = _check_bool('warmup_each_cycle', warmup_each_cycle)
         self.cycle_mult = _check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
         self.gamma = _check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
         self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
@@ -203,53 +238,127 @@ class CosineRestartsSched(StatefulSchedulerBase):
         self.n_cycles = n_cycles
         if first_cycle_steps is not None:
             _check_int('first_cycle_steps', first_cycle_steps, lo=1)
+            if first_cycle_steps > _MAX_LEN: _fail('first_cycle_steps', first_cycle_steps, f"must be <= 2**53 = {_MAX_LEN}")
             if self.warmup >= first_cycle_steps:
                 _fail('warmup_steps', self.warmup, f"must be < first_cycle_steps={first_cycle_steps}")
-            self._starts,self._cos = [0],[first_cycle_steps - self.warmup]
+            self._starts,self._cos,self._period = [0],[first_cycle_steps - self.warmup],None
         else: self._fit_cycles(_check_int('n_cycles', n_cycles, lo=1))
         self.step_update(0)
 
     def _warm(self, c): return self.warmup if (self.warmup_each_cycle or c == 0) else 0
-    def _len(self, c): return self._warm(c) + self._cos[c]
+    def _len(self, c): return self._warm(c) + self.cos_len(c)
+    def _warm_before(self, c):
+        "The warmup updates of the cycles before cycle `c`."
+        return self.warmup*c if self.warmup_each_cycle else self.warmup*(c > 0)
 
-    def _fit_cycles(self, k):
-        "Split `T_max` into `k` cycles whose cosines grow by `cycle_mult` (rounded to whole updates)."
-        if self.T_max is None: _fail('n_cycles', k, "needs T_max (the cycles are fitted into it)")
-        tot = self.T_max - sum(self._warm(c) for c in range(k))
-        if tot < k: _fail('n_cycles', k, f"T_max={self.T_max} leaves {tot} updates for {k} cosines after the warmups")
-        w = [self.cycle_mult**c for c in range(k)]
-        ends = [round(tot*sum(w[:c+1])/sum(w)) for c in range(k)]
-        self._cos = [e - s for s,e in zip([0] + ends[:-1], ends)]
-        if min(self._cos) < 1: _fail('cycle_mult', self.cycle_mult, f"leaves a cycle without updates: cosine lengths {self._cos}")
-        self._starts = [0]
-        for c in range(k - 1): self._starts.append(self._starts[-1] + self._len(c))
+# %% ../nbs/07_schedfamily.ipynb #b8d2f4a6
+@patch
+def _F(self:CosineRestartsSched, c:int)->float:
+    "The share `(1 + m + ... + m**c)/(1 + m + ... + m**(k-1))` of the cosine updates done by the end of cycle `c`."
+    k,m = self._k,self.cycle_mult
+    if c < 0: return 0.
+    if c >= k - 1: return 1.
+    if m == 1: return (c + 1)/k
+    if m > 1: return (m**(c + 1 - k) - m**-k)/(1 - m**-k)  # negative powers: no overflow for a huge cycle_mult
+    return (1 - m**(c + 1))/(1 - m**k)
 
-    def locate(self, n:int)->tuple:
-        "The cycle (from 0) that update count `n` falls in, and the position inside that cycle."
-        if self.n_cycles is None:
-            while self._starts[-1] + self._len(len(self._starts) - 1) <= n:
-                c = len(self._starts) - 1
-                self._starts.append(self._starts[-1] + self._len(c))
-                self._cos.append(max(1, int(self._cos[c]*self.cycle_mult)))
-        c = bisect_right(self._starts, n) - 1
-        return c,n - self._starts[c]
+@patch
+def _end(self:CosineRestartsSched, c:int)->int:
+    "Cosine updates done by the end of cycle `c` (n_cycles mode), rounded; 0 for c = -1."
+    if c < 0: return 0
+    if self.cycle_mult == 1: return round(self._tot*(c + 1)/self._k)
+    return round(self._tot*self._F(c))
 
-    def get_updated_values(self, num_updates:int)->list:
-        "Each group's value after `num_updates` updates."
-        n = max(num_updates, 0)
-        if self.T_max is not None: n = min(n, self.T_max)
-        c,s = self.locate(n)
-        g,w = self.gamma**c,self._warm(c)
-        peaks = [max(m, p*g) for m,p in zip(self.mins, self.peaks)]
-        if s < w: return [_mix(i, p, s/w) for i,p in zip(self.inits, peaks)]
-        f = (1 + math.cos(math.pi*(min((s - w)/self._cos[c], 1.)**self.k_decay)))/2
-        return [_mix(m, p, f) for m,p in zip(self.mins, peaks)]
+@patch
+def _fit_cycles(self:CosineRestartsSched, k:int):
+    "Called by the constructor for `n_cycles=k`: checks that `k` cycles fit in `T_max`, each with at least one cosine update."
+    if self.T_max is None: _fail('n_cycles', k, "needs T_max (the cycles are fitted into it)")
+    tot = self.T_max - self._warm_before(k)
+    if tot < k: _fail('n_cycles', k, f"T_max={self.T_max} leaves {tot} updates for {k} cosines after the warmups")
+    self._k,self._tot = k,tot
+    # the exact shares grow (m > 1) or shrink (m < 1) with c; where a share is under 1 update the rounded lengths are
+    # 0 or 1, so those cycles all get an update exactly when their rounded ends span as many updates as there are cycles
+    gap = lambda c: tot*(self._F(c) - self._F(c - 1))
+    grows = self.cycle_mult >= 1
+    lo,hi = 0,k  # the first c whose share is >= 1 (m >= 1) or < 1 (m < 1)
+    while lo < hi:
+        mid = (lo + hi)//2
+        if (gap(mid) < 1) == grows: lo = mid + 1
+        else: hi = mid
+    a,b = (0, lo) if grows else (lo, k)
+    if self._end(b - 1) - self._end(a - 1) != b - a:
+        _fail('cycle_mult', self.cycle_mult, f"leaves a cycle without updates: {k} cosines in {tot} updates, "
+                                             f"the {'first' if grows else 'last'} getting {gap(0 if grows else k - 1):.3g}")
+
+@patch
+def cos_len(self:CosineRestartsSched, c:int)->int:
+    "The length in updates of the cosine of cycle `c` (from 0), warmup excluded."
+    if self.n_cycles is not None: return self._end(c) - self._end(c - 1)
+    if c < len(self._cos): return self._cos[c]
+    return self._period[2] - self._warm(c)
+
+@patch
+def cycle_start(self:CosineRestartsSched, c:int)->int:
+    "The update count at which cycle `c` (from 0) starts."
+    if self.n_cycles is not None: return self._end(c - 1) + self._warm_before(c)
+    if c < len(self._starts): return self._starts[c]
+    c0,s0,L = self._period
+    return s0 + (c - c0)*L
+
+# %% ../nbs/07_schedfamily.ipynb #d1f5b7c9
+@patch
+def _extend(self:CosineRestartsSched, n:int):
+    "Lay out the cycles of `first_cycle_steps` mode up to update `n`, or until the cosine length stops changing."
+    while self._period is None and self._starts[-1] + self._len(len(self._starts) - 1) <= n:
+        c = len(self._starts) - 1
+        x = self._cos[c]*self.cycle_mult
+        nxt = max(1, int(x)) if x != math.inf else 2**1024  # a cosine longer than any count
+        if nxt == self._cos[c] and (c > 0 or self.warmup_each_cycle or not self.warmup):
+            self._period = (c, self._starts[c], self._len(c))  # every cycle from `c` on has this length
+        else:
+            self._starts.append(self._starts[c] + self._len(c))
+            self._cos.append(nxt)
+
+@patch
+def locate(self:CosineRestartsSched, n:int)->tuple:
+    "The cycle (from 0) that update count `n` falls in, and the position inside that cycle: O(log) time."
+    if n > _MAX_LEN: _fail('num_updates', n, f"must be <= 2**53 = {_MAX_LEN}")
+    if self.n_cycles is not None:
+        lo,hi = 0,self._k - 1  # the last cycle whose start is <= n
+        while lo < hi:
+            mid = (lo + hi + 1)//2
+            if self.cycle_start(mid) <= n: lo = mid
+            else: hi = mid - 1
+        return lo,n - self.cycle_start(lo)
+    self._extend(n)
+    if self._period is not None and n >= self._period[1]:
+        c0,s0,L = self._period
+        q = (n - s0)//L
+        return c0 + q,n - s0 - q*L
+    c = bisect_right(self._starts, n) - 1
+    return c,n - self._starts[c]
+
+@patch
+def get_updated_values(self:CosineRestartsSched, num_updates:int)->list:
+    "Each group's value after `num_updates` updates."
+    n = max(num_updates, 0)
+    if self.T_max is not None: n = min(n, self.T_max)
+    c,s = self.locate(n)
+    g,w = self.gamma**c,self._warm(c)
+    peaks = [max(m, p*g) for m,p in zip(self.mins, self.peaks)]
+    if s < w: return [_mix(i, p, s/w) for i,p in zip(self.inits, peaks)]
+    f = (1 + math.cos(math.pi*(min((s - w)/self.cos_len(c), 1.)**self.k_decay)))/2
+    return [_mix(m, p, f) for m,p in zip(self.mins, peaks)]
 
 # %% ../nbs/07_schedfamily.ipynb #76ec904e
+def _cheb_node(i:int, n:int, c:float, r:float)->float:
+    "The reciprocal of Chebyshev node `i` of `n` of the interval with centre `c` and radius `r`."
+    return 1/(c - r*math.cos((i + .5)*math.pi/n))
+
 def chebyshev_steps(n:int, small_m:float=0.05, big_m:float=1.)->list:
     "The `n` reciprocal Chebyshev nodes `1/(c - r cos((i+1/2)π/n))` of [small_m, big_m], largest first."
     c,r = (big_m + small_m)/2,(big_m - small_m)/2
-    return [1/(c - r*math.cos((i + .5)*math.pi/n)) for i in range(n)]
+    return [_cheb_node(i, n, c, r) for i in range(n)]
 
 def fractal_perm(n:int)->list:
     "The fractal order of `range(n)` (`n` a power of two): each doubling follows every `i` with `2·len - 1 - i`."
@@ -257,6 +366,64 @@ def fractal_perm(n:int)->list:
     p = [0]
     while len(p) < n: p = [x for i in p for x in (i, 2*len(p) - 1 - i)]
     return p
+
+# %% ../nbs/07_schedfamily.ipynb #f3b7d9e2
+def _fractal_at(k:int, P:int)->int:
+    "`fractal_perm(P)[k]` in O(log P): each set bit of `k`, from the top, mirrors the value in the current length."
+    v,L = 0,1
+    for b in range(P.bit_length() - 2, -1, -1):
+        L *= 2
+        if k >> b & 1: v = L - 1 - v
+    return v
+
+def _fractal_rank(m:int, n:int, P:int)->int:
+    "How many of the first `m` entries of `fractal_perm(P)` are `< n`, in O(log P)."
+    res,sign = 0,1
+    while m > 0 and n > 0:
+        if n >= P: return res + sign*m
+        h = P//2
+        if n >= h: res,sign,m,n = res + sign*m,-sign,m//2,P - n  # evens all in; odds in unless their source is < P-n
+        else: m = (m + 1)//2  # odds all out; evens are the half-length order
+        P = h
+    return res
+
+class _ChebMults(Sequence):
+    "The multipliers of a `ChebyshevSched`, as a read-only sequence computed entry by entry (O(1) memory)."
+    def __init__(self, n:int, P:int, small_m:float, big_m:float, fractal:bool):
+        self.n,self.P,self.fractal = n,P,fractal
+        self.c,self.r = (big_m + small_m)/2,(big_m - small_m)/2
+        self._last = (0, 0)  # (k, position in the permutation) of the last lookup, for O(1) forward steps
+    def __len__(self): return self.n
+    def __repr__(self): return f"_ChebMults(n={self.n}, P={self.P}, fractal={self.fractal})"
+    def __getitem__(self, k):
+        if isinstance(k, slice): return [self[i] for i in range(*k.indices(self.n))]
+        if k < 0: k += self.n
+        if not 0 <= k < self.n: raise IndexError(f"multiplier {k} of {self.n}")
+        return _cheb_node(self._node(k), self.n, self.c, self.r)
+
+    def _node(self, k:int)->int:
+        "The node index of multiplier `k`."
+        if not self.fractal: return k
+        if self.n == self.P: return _fractal_at(k, self.P)
+        k0,pos = self._last
+        if k == k0 + 1: pos = self._next_kept(pos + 1)  # a step forward: at most two positions on
+        elif k != k0: pos = self._select(k)
+        self._last = (k, pos)
+        return _fractal_at(pos, self.P)
+
+    def _next_kept(self, pos:int)->int:
+        "The first position >= `pos` whose value is < n."
+        while _fractal_at(pos, self.P) >= self.n: pos += 1
+        return pos
+
+    def _select(self, k:int)->int:
+        "The smallest position holding the `k`-th kept value (O(log² P))."
+        lo,hi = k,self.P - 1
+        while lo < hi:
+            mid = (lo + hi)//2
+            if _fractal_rank(mid + 1, self.n, self.P) > k: hi = mid
+            else: lo = mid + 1
+        return lo
 
 class ChebyshevSched(StatefulSchedulerBase):
     """Each group's base value times the reciprocal Chebyshev nodes (from 1/big_m to 1/small_m: up to ~20× base by
@@ -268,19 +435,19 @@ class ChebyshevSched(StatefulSchedulerBase):
                  fractal:bool=True, # fractal order (the paper); False: largest multiplier first, then decreasing
                  pow2:bool=True, # length rounded up to a power of two (pytorch_optimizer); False: exactly T_max nodes
                  param_group_field:str='lr'):
-        "Called once: checks the arguments and computes the multipliers; sets the groups to the first one."
+        "Called once: checks the arguments (O(1) time and memory whatever `T_max`); sets the groups to the first multiplier."
+        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
-        self.T_max = check_T_max(T_max, type(self).__name__)
+        self.T_max = _T_max(T_max, type(self).__name__)
         _check_num('small_m', small_m, lo=0, lo_open=True)
         _check_num('big_m', big_m, lo=small_m, lo_open=True)
+        _check_bool('fractal', fractal); _check_bool('pow2', pow2)
         P = 1 << (self.T_max - 1).bit_length()
-        n = P if pow2 else self.T_max
-        steps = chebyshev_steps(n, small_m, big_m)
-        self.mults = [steps[i] for i in ([i for i in fractal_perm(P) if i < n] if fractal else range(n))]
+        self.mults = _ChebMults(P if pow2 else self.T_max, P, small_m, big_m, fractal)
         self.step_update(0)
 
     def get_updated_values(self, num_updates:int)->list:
-        "Base value × the multiplier for this count (the last one is held after the end)."
+        "Base value × the multiplier for this count (the last one is held after the end): O(log T_max)."
         m = self.mults[min(max(num_updates, 0), len(self.mults) - 1)]
         return [b*m for b in self.base_values]
 
@@ -353,21 +520,29 @@ class ParamSched(StatefulSchedulerBase):
                  T_max:int=None, # schedule length in optimizer updates
                  relative:bool=False): # the value is `f(pos)` × each group's base value
         "Called once: checks the annealers and the length, sets the groups to their values at pos 0."
+        _check_opt(optimizer, type(self).__name__, 'field', field)
         super().__init__(optimizer, field)
         n = len(optimizer.param_groups)
         fs = list(f) if isinstance(f, (list, tuple)) else [f]*n
         if len(fs) != n: _fail('f', f, f"needs one annealer per param group ({n}), got {len(fs)}")
         for i,o in enumerate(fs):
             if not callable(o): _fail('f', f, "must be an annealer: a function of the position in [0, 1]")
-        self.fs,self.relative = fs,bool(relative)
-        self.T_max = check_T_max(T_max, type(self).__name__)
+        self.fs,self.relative = fs,_check_bool('relative', relative)
+        self.T_max = _T_max(T_max, type(self).__name__)
         self.step_update(0)
 
     def get_updated_values(self, num_updates:int)->list:
-        "Each group's `f(pos)` (× its base value when `relative`)."
+        "Each group's `f(pos)` (× its base value when `relative`); a ValueError, before anything is written, when not a finite number."
         pos = min(max(num_updates, 0), self.T_max)/self.T_max
-        vs = [f(pos) for f in self.fs]
-        return [b*v for b,v in zip(self.base_values, vs)] if self.relative else vs
+        vs = []
+        for i,(f,b) in enumerate(zip(self.fs, self.base_values)):
+            v = f(pos)
+            if not isinstance(v, bool) and isinstance(v, numbers.Real) and self.relative: v = b*v
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"ParamSched: param group {i} would get {self.param_group_field}={v!r} at pos={pos!r} "
+                                 f"(update {num_updates}) from f={f!r}: the annealer must give a finite number")
+            vs.append(v)
+        return vs
 
 # %% ../nbs/07_schedfamily.ipynb #6b6a26b3
 class ProportionScheduler(StatefulSchedulerBase):
@@ -384,11 +559,17 @@ class ProportionScheduler(StatefulSchedulerBase):
         opt = getattr(lr_sched_or_opt, 'optimizer', lr_sched_or_opt)
         if not hasattr(opt, 'param_groups'):
             raise TypeError(f"lr_sched_or_opt={lr_sched_or_opt!r}: must be an optimizer or a scheduler with .optimizer")
+        _check_opt(opt, type(self).__name__, 'lr_field', lr_field)
+        if not isinstance(field, str) or not field or field == 'params':
+            _fail('field', field, "must be the name of a number field of the groups, or of a new one such as 'rho'")
+        pg0 = opt.param_groups[0]
+        if field in ('mom', 'beta1', 'beta2') or field in pg0: _check_opt(opt, type(self).__name__, 'field', field)
         self.max_lr = _check_num('max_lr', max_lr, lo=0)
         self.min_lr = _check_num('min_lr', min_lr, lo=0, hi=max_lr)
         self.max_value,self.min_value = _check_num('max_value', max_value),_check_num('min_value', min_value)
         self.lr_field = lr_field
-        for pg in opt.param_groups: pg.setdefault(field, self.value(pg[lr_field]))
+        for pg in opt.param_groups:
+            if field not in ('mom', 'beta1', 'beta2'): pg.setdefault(field, self.value(get_field(pg, lr_field)))
         super().__init__(opt, field)
         self.step_update(0)
 
@@ -400,7 +581,7 @@ class ProportionScheduler(StatefulSchedulerBase):
 
     def get_updated_values(self, num_updates:int)->list:
         "Each group's value from its current lr (so the lr scheduler must have stepped already)."
-        return [self.value(pg[self.lr_field]) for pg in self.optimizer.param_groups]
+        return [self.value(get_field(pg, self.lr_field)) for pg in self.optimizer.param_groups]
 
     def step(self)->float:
         "Counts one update, writes the values and returns the first group's (pytorch_optimizer's API, as GSAM calls it)."
@@ -431,6 +612,7 @@ class CosineLrScheduler(StatefulSchedulerBase):
                  warmup_starting_lr_ratio:float=None, # or: the warmup start as a fraction of each group's base lr
                  num_cooldown_epochs:int=0): # epochs at the floor at the end
         "Called once: checks the arguments, sets each group to its value for 0 updates (the warmup start when warming up)."
+        _check_opt(optimizer, type(self).__name__, 'lr', 'lr')
         super().__init__(optimizer)
         for nm,v in (('total_num_epochs', total_num_epochs), ('num_update_steps_per_epoch', num_update_steps_per_epoch)):
             if _unfilled(v): _fail(nm, v, "must be an int >= 1: it was not filled in (pass it, or let the fit fill it)")
@@ -563,6 +745,7 @@ def param_groups(model:nn.Module, # any model
     """Param groups for a torch optimizer: the model's parameters split into layer groups from input to output, each
     with its own lr (when `lr` is given), each split again into parameters with and without weight decay."""
     _check_num('wd', wd, lo=0)
+    _check_bool('no_wd_bias_norm', no_wd_bias_norm)
     layers = _split_layers(model, n_groups, split)
     lrs = None if lr is None else _lrs(lr, len(layers))
     nowd = no_wd_params(model) if no_wd_bias_norm else set()
@@ -577,16 +760,27 @@ def param_groups(model:nn.Module, # any model
     return res
 
 # %% ../nbs/07_schedfamily.ipynb #b3b86e03
+def _scaled(lr_mult, lr:float):
+    "The `lr` argument of `param_groups` for multipliers `lr_mult` of the fit's `lr` (each checked: a number > 0)."
+    if isinstance(lr_mult, slice):
+        if lr_mult.step is not None: _fail('lr_mult', lr_mult, "a slice(lo, hi) or slice(hi), without a step")
+        lo = None if lr_mult.start is None else _check_num('lr_mult.start', lr_mult.start, lo=0, lo_open=True)*lr
+        return slice(lo, _check_num('lr_mult.stop', lr_mult.stop, lo=0, lo_open=True)*lr)
+    if isinstance(lr_mult, (list, tuple)): return [_check_num(f'lr_mult[{i}]', o, lo=0, lo_open=True)*lr for i,o in enumerate(lr_mult)]
+    return _check_num('lr_mult', lr_mult, lo=0, lo_open=True)*lr
+
 def group_opt_func(model:nn.Module, # the model the Learner trains
                    opt_func=torch.optim.AdamW, # the optimizer class
                    lr_mult=slice(1e-2, 1.), # lrs as multiples of the fit's lr: a number, a list or a slice
                    n_groups:int=None, split=None, wd:float=0.01, no_wd_bias_norm:bool=True, # as `param_groups`
                    **opt_kwargs): # passed to `opt_func`
-    "An `opt_func` for `Learner`: `opt_func` on `param_groups(model, ...)`, with lrs relative to the fit's lr."
+    """An `opt_func` for `Learner`: `opt_func` on `param_groups(model, ...)`, with lrs relative to the fit's lr.
+    Everything but `opt_kwargs` is checked here, when it is built, by laying out the groups once."""
+    if not isinstance(model, nn.Module): raise TypeError(f"model={model!r}: must be an nn.Module")
+    if not callable(opt_func): _fail('opt_func', opt_func, "must be an optimizer class (or a function params, lr, ... -> optimizer)")
+    param_groups(model, _scaled(lr_mult, 1.), n_groups, split, wd, no_wd_bias_norm)
     def _opt(params, lr):
         if {id(p) for p in params} != {id(p) for p in model.parameters()}:
             raise ValueError("group_opt_func: the Learner's parameters are not those of the model it was built for")
-        m = (slice(None if lr_mult.start is None else lr_mult.start*lr, lr_mult.stop*lr) if isinstance(lr_mult, slice)
-             else [o*lr for o in lr_mult] if isinstance(lr_mult, (list, tuple)) else lr_mult*lr)
-        return opt_func(param_groups(model, m, n_groups, split, wd, no_wd_bias_norm), lr=lr, **opt_kwargs)
+        return opt_func(param_groups(model, _scaled(lr_mult, lr), n_groups, split, wd, no_wd_bias_norm), lr=lr, **opt_kwargs)
     return _opt

@@ -2,7 +2,7 @@
 import os
 os.environ.setdefault('HF_HUB_OFFLINE', '1')  # the hub is unreachable in CI: fail at once, not after timeouts
 os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
-import gzip, hashlib, struct, warnings
+import gzip, hashlib, struct, time, warnings
 from pathlib import Path
 
 import pytest
@@ -348,3 +348,80 @@ def test_memorydl_restores_threads():
     n = torch.get_num_threads()
     for _ in MemoryDL(x, y, bs=10, shuffle=True): assert torch.get_num_threads() == n
     assert torch.get_num_threads() == n
+
+
+# ---------------------------------------------------------------- the cache is verified (issue 8)
+def same(d1, d2): return all(torch.equal(a, b) for k in mds.FILES for a, b in zip(d1[k], d2[k]))
+
+def test_flipped_bytes_in_cache_rebuilt(fake_env):
+    "64 bytes flipped inside the cached image tensor (the file still loads) are caught by the checksum."
+    data, cache = fake_env
+    good = fashion_mnist_tensors()
+    [f] = tensor_caches(cache)
+    raw = bytearray(f.read_bytes())
+    i = raw.find(bytes([7])*784)  # training image 7 is 784 bytes of 7
+    assert i > 0
+    raw[i:i+64] = bytes(b ^ 0xff for b in raw[i:i+64])
+    f.write_bytes(bytes(raw))
+    assert int(torch.load(f, weights_only=True)['train'][0][7, 0, 0]) == 7 ^ 0xff  # the flip is really served by torch.load
+    with pytest.warns(UserWarning, match='checksum'):
+        d = fashion_mnist_tensors()
+    assert same(d, good)
+    assert same(mds._load_cache(f), good)  # rebuilt
+
+def test_right_structure_wrong_count_rebuilt(fake_env):
+    "A well-formed cache with a valid checksum but 3 images, where the source has 20, is not trusted."
+    data, cache = fake_env
+    good = fashion_mnist_tensors()
+    [f] = tensor_caches(cache)
+    small = {k: (x[:3], y[:3]) for k, (x, y) in good.items()}
+    torch.save(mds._with_meta(small), f)
+    with pytest.warns(UserWarning, match='the source has'):
+        d = fashion_mnist_tensors()
+    assert same(d, good)
+
+def test_cache_meta_must_match(fake_env):
+    "Counts stored in the cache must be those of its tensors, and an old-format cache (no meta) is rebuilt."
+    data, cache = fake_env
+    good = fashion_mnist_tensors()
+    [f] = tensor_caches(cache)
+    obj = mds._with_meta(good); obj['meta']['counts'] = {'train': 3, 'test': 10}
+    torch.save(obj, f)
+    with pytest.warns(UserWarning, match='was written with'): fashion_mnist_tensors()
+    torch.save(dict(good), f)  # what version 1 wrote
+    with pytest.warns(UserWarning, match='not a miniai cache'): assert same(fashion_mnist_tensors(), good)
+
+def test_cache_path_is_a_folder(fake_env, recwarn):
+    "No IsADirectoryError: the folder is left alone (with what is in it) and the data read from the source."
+    data, cache = fake_env
+    f = cache/f'fashion_mnist-{mds._cache_key(mds._source())}.pt'
+    f.mkdir(parents=True); (f/'mine.txt').write_text('user data')
+    with pytest.warns(UserWarning, match='is a folder'):
+        d = fashion_mnist_tensors()
+    assert d['train'][0].shape == (20, 28, 28)
+    assert (f/'mine.txt').read_text() == 'user data'
+    assert not any('deleting' in str(w.message) for w in recwarn)
+
+@pytest.mark.parametrize('n_train,n_test', [(0, 10), (20, 0)])
+def test_zero_images_refused(tmp_path, monkeypatch, n_train, n_test):
+    monkeypatch.setenv('MINIAI_DATA', str(fake_data(tmp_path/'data', n_train=n_train, n_test=n_test)))
+    monkeypatch.setenv('MINIAI_CACHE', str(tmp_path/'cache'))
+    with pytest.raises(FashionMNISTError, match='0 images') as e: fashion_mnist_tensors()
+    assert ('train-images' if n_train == 0 else 't10k-images') in str(e.value)
+    assert not tensor_caches(tmp_path/'cache')
+
+def test_zero_image_cache_refused(fake_env):
+    data, cache = fake_env
+    good = fashion_mnist_tensors()
+    [f] = tensor_caches(cache)
+    torch.save(mds._with_meta({k: (x[:0], y[:0]) for k, (x, y) in good.items()}), f)
+    with pytest.warns(UserWarning, match='0 images'): assert same(fashion_mnist_tensors(), good)
+
+@needs_real
+def test_real_cache_checksum_is_cheap(real_env):
+    "The checksum of the full data set (55 MB of tensors) stays a small part of a warm load."
+    d = fashion_mnist_tensors()
+    t0 = time.perf_counter(); dig = mds._digest(d); dt = time.perf_counter() - t0
+    assert dt < 0.5, dt
+    assert mds._source_counts(REAL) == {'train': 60000, 'test': 10000}
+    assert same(fashion_mnist_tensors(), d) and len(dig) == 64

@@ -1,6 +1,6 @@
 """Tests for miniai.schedfamily: equality with pytorch-accelerated and pytorch_optimizer where they are right,
 properties of every member (bounds, continuity, clamping past the end, resuming), validation, param groups."""
-import math, warnings
+import math, time, tracemalloc, warnings
 from copy import deepcopy
 from functools import partial
 
@@ -143,7 +143,7 @@ def test_chebyshev_lengths():
         assert len(s.mults) == P and sorted(s.mults) == sorted(chebyshev_steps(P))
         assert len(ChebyshevSched(groups([1.]), T_max=T, pow2=False).mults) == T
     assert sorted(ChebyshevSched(groups([1.]), T_max=600, pow2=False).mults) == sorted(chebyshev_steps(600))
-    assert ChebyshevSched(groups([1.]), T_max=8, fractal=False).mults == chebyshev_steps(8)
+    assert list(ChebyshevSched(groups([1.]), T_max=8, fractal=False).mults) == chebyshev_steps(8)
 
 @FAST
 @given(mx=st.floats(1e-3, 1.), mn=st.floats(0., 0.99), vmax=st.floats(0., 5.), vmin=st.floats(0., 5.))
@@ -320,7 +320,7 @@ def test_k_decay():
 
 def test_restarts_layout():
     s = CosineRestartsSched(groups([0.1]), T_max=70, n_cycles=3, cycle_mult=2, warmup_steps=5, warmup_each_cycle=False)
-    assert s._cos == [9, 19, 37] and s._starts == [0, 14, 33]
+    assert [s.cos_len(c) for c in range(3)] == [9, 19, 37] and [s.cycle_start(c) for c in range(3)] == [0, 14, 33]
     assert s.get_updated_values(14) == [0.1] and s.get_updated_values(70) == [0.]
     s = CosineRestartsSched(groups([0.1]), first_cycle_steps=10, warmup_steps=2, gamma=0.5)
     assert [s.locate(n) for n in (0, 9, 10, 25)] == [(0, 0), (0, 9), (1, 0), (2, 5)]
@@ -547,3 +547,230 @@ def test_group_opt_func():
     assert np.allclose(sorted({g['lr'] for g in opt.param_groups}), [1e-3, 0.1])
     assert opt.param_groups[0]['betas'] == (0.9, 0.95)
     with pytest.raises(ValueError, match='not those of the model'): f(nn.Linear(2, 2).parameters(), 0.1)
+
+
+# ---------------------------------------------------------------- lengths cost O(log), never O(length) (issue 8)
+# The implementations before issue 8, kept only as references: the new lazy code must give the same numbers.
+def _reference_chebyshev_mults(T_max, small_m=0.05, big_m=1., fractal=True, pow2=True):
+    "The old ChebyshevSched's list of multipliers (built in full)."
+    P = 1 << (T_max - 1).bit_length()
+    n = P if pow2 else T_max
+    steps = chebyshev_steps(n, small_m, big_m)
+    return [steps[i] for i in ([i for i in fractal_perm(P) if i < n] if fractal else range(n))]
+
+def _reference_fit_cycles(T_max, k, W, each, mult):
+    "The old layout of CosineRestartsSched(n_cycles=k): (starts, cosine lengths), or None where it refused."
+    warm = lambda c: W if (each or c == 0) else 0
+    tot = T_max - sum(warm(c) for c in range(k))
+    if tot < k: return None
+    w = [mult**c for c in range(k)]
+    ends = [round(tot*sum(w[:c+1])/sum(w)) for c in range(k)]
+    cos = [e - s for s,e in zip([0] + ends[:-1], ends)]
+    if min(cos) < 1: return None
+    starts = [0]
+    for c in range(k - 1): starts.append(starts[-1] + warm(c) + cos[c])
+    return starts, cos
+
+def _reference_open_locate(first, W, each, mult, n):
+    "The old cycle lookup of CosineRestartsSched(first_cycle_steps=first): (cycle, position, cosine length)."
+    warm = lambda c: W if (each or c == 0) else 0
+    starts,cos = [0],[first - W]
+    while starts[-1] + warm(len(starts) - 1) + cos[-1] <= n:
+        c = len(starts) - 1
+        starts.append(starts[-1] + warm(c) + cos[c]); cos.append(max(1, int(cos[c]*mult)))
+    c = len(starts) - 1
+    return c, n - starts[c], cos[c]
+
+def test_chebyshev_equals_reference_grid():
+    "Every multiplier, T_max 1..300, all four orders, read forwards, backwards and as the scheduler steps."
+    for T in range(1, 301):
+        for fractal in (True, False):
+            for pow2 in (True, False):
+                ref = _reference_chebyshev_mults(T, fractal=fractal, pow2=pow2)
+                s = ChebyshevSched(groups([1.]), T_max=T, fractal=fractal, pow2=pow2)
+                assert len(s.mults) == len(ref) and list(s.mults) == ref, (T, fractal, pow2)
+                assert [s.mults[i] for i in reversed(range(len(ref)))] == ref[::-1]
+    s = ChebyshevSched(groups([1.]), T_max=300, pow2=False)
+    ref = _reference_chebyshev_mults(300, pow2=False)
+    got = []
+    for _ in range(305): got.append(lr0(s.optimizer)); s.step()
+    assert got == ref + [ref[-1]]*5
+
+@FAST
+@given(T=st.integers(1, 3000), small=st.floats(0.01, 0.5), pow2=st.booleans(), idx=st.lists(st.integers(0, 3000), max_size=20))
+def test_chebyshev_random_access_equals_reference(T, small, pow2, idx):
+    ref = _reference_chebyshev_mults(T, small_m=small, pow2=pow2)
+    s = ChebyshevSched(groups([1.]), T_max=T, small_m=small, pow2=pow2)
+    assert [s.get_updated_values(n)[0] for n in idx] == [ref[min(n, len(ref) - 1)] for n in idx]
+
+def test_chebyshev_huge_T_max_is_lazy():
+    "T_max=10**8 took 115 s and 11.9 GB: now construction and any step cost O(log T) time and O(1) memory."
+    for pow2 in (True, False):
+        tracemalloc.start(); t0 = time.process_time()
+        s = ChebyshevSched(groups([1.]), T_max=10**8, pow2=pow2)
+        for n in (1, 12345, 10**8 - 1, 10**8 + 5): s.step_update(n)
+        for _ in range(100): s.step()
+        dt,peak = time.process_time() - t0,tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert dt < 1. and peak < 1e6, (pow2, dt, peak)
+        assert len(s.mults) == (2**27 if pow2 else 10**8)
+        assert 1. <= s.mults[-1] <= 20. and 1. <= lr0(s.optimizer) <= 20.
+
+def test_restarts_fit_equals_reference_grid():
+    "n_cycles layout, every update's cycle and value: the closed form gives the old loops' numbers (or refuses the same)."
+    for T in (1, 5, 10, 24, 70, 100, 333, 1000):
+        for k in (1, 2, 3, 5, 10, 37):
+            for W in (0, 1, 3):
+                for each in (True, False):
+                    for m in (0.3, 0.5, 0.9, 1., 1.1, 1.5, 2., 3., 7.3):
+                        ref = _reference_fit_cycles(T, k, W, each, m)
+                        mk = partial(CosineRestartsSched, groups([0.1]), T_max=T, n_cycles=k, cycle_mult=m, warmup_steps=W,
+                                     warmup_each_cycle=each)
+                        if ref is None:
+                            with pytest.raises(ValueError): mk()
+                            continue
+                        s = mk()
+                        assert ([s.cycle_start(c) for c in range(k)], [s.cos_len(c) for c in range(k)]) == ref, (T, k, W, each, m)
+                        starts = ref[0] + [math.inf]
+                        for n in range(T + 1):
+                            c = next(i for i in range(k) if starts[i + 1] > n)
+                            assert s.locate(n) == (c, n - starts[c])
+
+@FAST
+@given(T=st.integers(1, 5000), k=st.integers(1, 60), W=st.integers(0, 20), each=st.booleans(),
+       m=st.floats(0.2, 5.), ns=st.lists(st.integers(0, 5000), max_size=10))
+def test_restarts_fit_equals_reference(T, k, W, each, m, ns):
+    ref = _reference_fit_cycles(T, k, W, each, m)
+    mk = partial(CosineRestartsSched, groups([0.1]), T_max=T, n_cycles=k, cycle_mult=m, warmup_steps=W, warmup_each_cycle=each)
+    if ref is None:
+        with pytest.raises(ValueError, match='n_cycles=|cycle_mult='): mk()
+        return
+    s = mk()
+    assert ([s.cycle_start(c) for c in range(k)], [s.cos_len(c) for c in range(k)]) == ref
+
+@FAST
+@given(first=st.integers(1, 40), W=st.integers(0, 5), each=st.booleans(),
+       m=st.sampled_from([0.1, 0.5, 0.9, 1., 1.01, 1.05, 1.1, 1.5, 2., 3.7, 1e200]), ns=st.lists(st.integers(0, 10**6), max_size=30))
+def test_restarts_open_equals_reference(first, W, each, m, ns):
+    "first_cycle_steps mode: pytorch_optimizer's int(previous × cycle_mult) lengths, fixed points jumped over."
+    assume(W < first)
+    s = CosineRestartsSched(groups([0.1]), first_cycle_steps=first, cycle_mult=m, warmup_steps=W, warmup_each_cycle=each)
+    for n in ns + sorted(ns):
+        c,pos,cos = _reference_open_locate(first, W, each, m, n)
+        assert s.locate(n) == (c, pos) and s.cos_len(c) == cos
+
+def test_restarts_huge_lengths_are_cheap():
+    "(T_max=1e9, n_cycles=1e6) never answered (quadratic); n_cycles=1e9 looped before refusing; cycle_mult=1e200 overflowed."
+    t0 = time.process_time()
+    s = CosineRestartsSched(groups([0.1]), T_max=10**9, n_cycles=10**6, warmup_steps=3)
+    for n in (0, 999, 10**6, 5*10**8 + 17, 10**9, 10**9 + 5): s.step_update(n)
+    c,pos = s.locate(5*10**8 + 17)
+    assert s.cycle_start(c) + pos == 5*10**8 + 17 and 0 <= pos < s._len(c)
+    assert s.cycle_start(10**6 - 1) + s._len(10**6 - 1) == 10**9  # the last cycle ends exactly at T_max
+    with pytest.raises(ValueError, match=r'n_cycles=1000000000: T_max=100 leaves'):
+        CosineRestartsSched(groups([0.1]), T_max=100, n_cycles=10**9, warmup_steps=1)
+    with pytest.raises(ValueError, match='cycle_mult=1e\\+200: leaves a cycle without updates'):
+        CosineRestartsSched(groups([0.1]), T_max=1000, n_cycles=3, cycle_mult=1e200)
+    s = CosineRestartsSched(groups([0.1]), T_max=10**12, n_cycles=40, cycle_mult=1.7)
+    s.step_update(10**12 // 2)
+    for m in (1., 0.5, 1.05):  # lengths reach a fixed point: found by division, the table stays short
+        s = CosineRestartsSched(groups([0.1]), first_cycle_steps=10, cycle_mult=m, warmup_steps=2)
+        s.step_update(2**53)
+        assert len(s._starts) < 40 and s._period is not None
+    s = CosineRestartsSched(groups([0.1]), first_cycle_steps=10, cycle_mult=2.)
+    s.step_update(2**53); assert len(s._starts) < 60
+    s = CosineRestartsSched(groups([0.1]), first_cycle_steps=10, cycle_mult=1e200)
+    s.step_update(2**53); assert s.locate(2**53) == (1, 2**53 - 10)
+    assert time.process_time() - t0 < 1.
+    with pytest.raises(ValueError, match='num_updates='): s.step_update(2**53 + 1)
+    with pytest.raises(ValueError, match=r'T_max=9007199254740993: must be <= 2\*\*53'):
+        CosineRestartsSched(groups([0.1]), T_max=2**53 + 1, n_cycles=2)
+    with pytest.raises(ValueError, match='first_cycle_steps='):
+        CosineRestartsSched(groups([0.1]), first_cycle_steps=2**60)
+
+
+# ---------------------------------------------------------------- every bad input refused early and clearly (issue 8)
+@pytest.mark.parametrize('cls,kw,msg', [
+    (ChebyshevSched, dict(T_max=8, fractal='False'), "fractal='False': must be True or False"),
+    (ChebyshevSched, dict(T_max=8, pow2=1), 'pow2=1: must be True or False'),
+    (CosineRestartsSched, dict(first_cycle_steps=8, warmup_each_cycle='no'), "warmup_each_cycle='no'"),
+    (ParamSched, dict(f=SchedNo(1.), T_max=5, relative=None), 'relative=None'),
+    (WSDSched, dict(T_max=10, decay_steps=0.), 'decay_steps=0.0: must be an int'),
+    (WSDSched, dict(T_max=10, decay_steps=False), 'decay_steps=False: must be an int'),
+    (WSDSched, dict(T_max=10, decay_steps=[]), 'decay_steps=[]: must be an int'),
+    (WSDSched, dict(T_max=10, decay_steps=2.5), 'decay_steps=2.5: must be an int'),
+    (CosineSched, dict(T_max=10, warmup_steps=0., warmup_pct=0.1), 'warmup_steps=0.0: must be an int'),
+    (ParamSched, dict(field='betas', f=SchedNo(0.9), T_max=5), "field='betas': param group 0 holds (0.9, 0.999)"),
+    (CosineSched, dict(T_max=10, param_group_field='params'), "param_group_field='params'"),
+    (partial(ProportionScheduler, max_lr=0.1), dict(field='betas'), "field='betas': param group 0 holds"),
+    (partial(ProportionScheduler, max_lr=0.1), dict(field='params'), "field='params'"),
+    (partial(ProportionScheduler, max_lr=0.1), dict(field=3), 'field=3'),
+    (partial(ProportionScheduler, max_lr=0.1), dict(lr_field='bogus'), "lr_field='bogus'"),
+    (partial(ProportionScheduler, max_lr=0.1), dict(lr_field='betas'), "lr_field='betas'"),
+    (ChebyshevSched, dict(T_max=2**53 + 1), 'T_max=9007199254740993'),
+])
+def test_bad_arguments_issue8(cls, kw, msg):
+    with pytest.raises(ValueError) as e: cls(groups([0.1], opt_func=optim.Adam), **kw)
+    assert msg in str(e.value), str(e.value)
+
+def test_allowed_fields_named():
+    with pytest.raises(ValueError) as e: ProportionScheduler(groups([0.1]), max_lr=0.1, lr_field='bogus')
+    assert "'lr'" in str(e.value) and "'momentum'" in str(e.value)  # the group's fields
+    with pytest.raises(ValueError) as e: ProportionScheduler(groups([0.1], opt_func=optim.Adam), max_lr=0.1, field='betas')
+    assert "'beta1'" in str(e.value)
+
+def test_wsd_decay_steps_rule():
+    "decay_steps is None (default: 20%) or an int >= 0; 0 means no decay."
+    assert WSDSched(groups(), T_max=10, decay_steps=0).decay_len == 0
+    assert WSDSched(groups(), T_max=10).decay_len == 2
+    assert WSDSched(groups(), T_max=10, decay_steps=None, decay_pct=0.5).decay_len == 5
+    assert CosineSched(groups(), T_max=10, warmup_steps=None, warmup_pct=0.3).warmup == 3
+
+def test_proportion_follows_beta1():
+    o = groups([0.1], opt_func=optim.Adam, betas=(0.9, 0.99))
+    s = ProportionScheduler(o, max_lr=1., min_lr=0., max_value=1., min_value=0., field='weight_decay', lr_field='beta1')
+    assert close(o.param_groups[0]['weight_decay'], 0.9) and 'beta1' not in o.param_groups[0]
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf'), 'x', None, True])
+@pytest.mark.parametrize('relative', [False, True])
+def test_param_sched_refuses_non_finite(bad, relative):
+    "An annealer giving nan (or not a number) raises naming the position and value; the optimizer keeps its values."
+    o = groups([0.1, 0.2])
+    s = ParamSched(o, 'lr', lambda pos: 0.5 if pos < 0.5 else bad, T_max=10, relative=relative)
+    for _ in range(4): s.step()
+    before = [pg['lr'] for pg in o.param_groups]
+    with pytest.raises(ValueError) as e: s.step_update(5)
+    assert 'pos=0.5' in str(e.value) and f'lr={bad!r}' in str(e.value) and 'update 5' in str(e.value)
+    assert [pg['lr'] for pg in o.param_groups] == before and not any(math.isnan(v) for v in before)
+
+def _no_groups():
+    o = groups(); o.param_groups.clear(); return o
+
+@pytest.mark.parametrize('make', [
+    partial(CosineSched, T_max=10), partial(WSDSched, T_max=10), partial(CosineRestartsSched, first_cycle_steps=5),
+    partial(ChebyshevSched, T_max=8), partial(ParamSched, f=SchedNo(1.), T_max=5), partial(ProportionScheduler, max_lr=0.1),
+    partial(CosineLrScheduler, total_num_epochs=2, num_update_steps_per_epoch=3)])
+def test_no_param_groups(make):
+    with pytest.raises(ValueError, match='has no param groups'): make(_no_groups())
+    with pytest.raises(TypeError, match='needs a torch optimizer|must be an optimizer'): make(object())
+
+@pytest.mark.parametrize('kw,err,msg', [
+    (dict(lr_mult='x'), ValueError, "lr_mult='x'"),
+    (dict(lr_mult=[1., 'a']), ValueError, "lr_mult[1]='a'"),
+    (dict(lr_mult=[1., 2., 3.]), ValueError, 'needs one lr per layer group'),
+    (dict(lr_mult=slice(0, 1.)), ValueError, 'lr_mult.start=0'),
+    (dict(lr_mult=slice(0.1, 1., 2)), ValueError, 'without a step'),
+    (dict(lr_mult=-1.), ValueError, 'lr_mult=-1.0'),
+    (dict(n_groups=99), ValueError, 'n_groups=99'),
+    (dict(split=['^nothing']), ValueError, 'no pattern matches'),
+    (dict(wd=-1.), ValueError, 'wd=-1.0'),
+    (dict(no_wd_bias_norm='yes'), ValueError, "no_wd_bias_norm='yes'"),
+    (dict(opt_func='adam'), ValueError, "opt_func='adam'"),
+])
+def test_group_opt_func_checks_when_built(kw, err, msg):
+    m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    with pytest.raises(err) as e: group_opt_func(m, **kw)
+    assert msg in str(e.value), str(e.value)
+
+def test_group_opt_func_model_type():
+    with pytest.raises(TypeError, match='model='): group_opt_func([nn.Linear(2, 1)])
