@@ -68,10 +68,12 @@ class CheckpointCB(Callback):
         if self._old is not None: signal.signal(signal.SIGINT, self._old)
         exc = sys.exc_info()[1]  # the exception on its way out of the fit, if any (a CancelFitException was caught)
         if self._done or not self.on_interrupt or not (exc is None or isinstance(exc, KeyboardInterrupt)): return
+        if getattr(learn, 'stopped_early', False): return  # EarlyStoppingCB ended the fit: not an interruption
         self.save(learn)
         if self.verbose:
             e,ph,b = learn.pos
-            where = f"epoch {e}, {'after training batch ' + str(b) if ph == 'train' else 'before its validation pass'}"
+            where = (f"the start of epoch {e}" if ph == 'train' and b == 0 else
+                     f"epoch {e}, {'after training batch ' + str(b - 1) if ph == 'train' else 'before its validation pass'}")
             note = " (stopped inside a batch: it is redone on resume)" if learn.mid_batch else ""
             print(f"miniai: fit interrupted at {where}{note}; checkpoint written to {self.path}. "
                   f"Resume with learn.fit({learn.n_epochs}, resume={str(self.path)!r})", file=sys.stderr, flush=True)
@@ -152,10 +154,14 @@ class EarlyStoppingCB(MonitorCB):
             raise ValueError(f"patience={patience!r}: must be an int >= 1 (epochs without improvement)")
         super().__init__(monitor, mode, min_delta)
         self.patience,self.stopped_epoch = patience,None
+    def before_fit(self, learn):
+        "See `MonitorCB.before_fit`; `learn.stopped_early` is False until this callback stops the fit."
+        super().before_fit(learn)
+        learn.stopped_early,self.stopped_epoch = False,None
     def after_compare(self, learn, improved):
-        "Stops the fit after `patience` epochs without improvement."
+        "Stops the fit after `patience` epochs without improvement (and sets `learn.stopped_early`)."
         if self.wait >= self.patience:
-            self.stopped_epoch = learn.epoch
+            self.stopped_epoch,learn.stopped_early = learn.epoch,True
             print(f"EarlyStoppingCB: no improvement of {self.monitor} for {self.wait} epochs (best {self.best!r} "
                   f"at epoch {self.best_epoch}): stopping after epoch {learn.epoch}", file=sys.stderr)
             raise CancelFitException()

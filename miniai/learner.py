@@ -7,7 +7,7 @@ __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 
            'default_device', 'to_device', 'to_cpu', 'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB',
            'Learner', 'no_scaler', 'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
            'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
-           'plot_lr_find', 'lr_find']
+           'plot_lr_find', 'lr_find_cbs', 'lr_find']
 
 # %% ../nbs/02_learner.ipynb #dd13518b
 import math, random, signal, sys, threading, time
@@ -138,9 +138,14 @@ class Learner:
                  cbs=None, # callbacks used by every fit
                  opt_func=optim.SGD # `opt_func(params, lr)` builds the optimizer at the start of each fit
                 ):
-        "Called once: stores its arguments; nothing is built until `fit`."
+        "Called once: checks and stores its arguments; nothing is built until `fit`."
         _check_lr(lr)
         cbs = L(cbs)
+        _check_cbs(cbs, 'cbs')
+        if not isinstance(model, nn.Module): raise TypeError(f"model={model!r}: must be a torch nn.Module")
+        for nm,f in (('loss_func', loss_func), ('opt_func', opt_func)):
+            if not callable(f) or isinstance(f, type) and not issubclass(f, (optim.Optimizer, nn.Module)):
+                raise TypeError(f"{nm}={f!r}: must be a function or class, e.g. F.cross_entropy / optim.AdamW")
         store_attr()
         self.opt,self.training,self.n_updates,self.step_skipped,self._hooks = None,False,0,False,None
         self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch = 1,0,True,None,False
@@ -183,14 +188,28 @@ class Learner:
 
     def __getattr__(self, name):
         "The five steps, when not defined by a subclass, are delegated to the callbacks (see `TrainCB`)."
-        if name in _STEPS: return partial(self.callback, name)
+        if name in _STEPS:
+            def step(*args):
+                if args: raise TypeError(_PREDICT_MSG if name == 'predict' else f"{name}() is a training step: it takes no arguments")
+                return self.callback(name)
+            return step
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _after(self, nm:str):
+        "Call the `after_` hook `nm`: a stop (CancelFitException, Ctrl-C) raised in it waits until every callback ran it."
+        fns = None if self._hooks is None else self._hooks.get(nm)
+        if fns is None: return run_cbs(self.cbs, nm, self)
+        stop = None
+        for f in fns:
+            try: f(self)
+            except (CancelFitException, KeyboardInterrupt) as e: stop = stop or e
+        if stop is not None: raise stop
 
     def _with_cbs(self, nm, f, exc):
         try:
             self.callback(f'before_{nm}')
             f()
-            self.callback(f'after_{nm}')
+            self._after(f'after_{nm}')  # the unit is done: its after_ hook runs whole, so a resume need not redo it
         except exc: pass
         finally: self.callback(f'cleanup_{nm}')
 
@@ -279,6 +298,10 @@ class Learner:
                                  f"pass DataLoaders(train_dl, valid_dl) to the Learner")
         state = load_checkpoint(resume) if isinstance(resume, (str, Path)) else resume
         cbs = L(cbs)
+        _check_cbs(cbs, 'fit(cbs=...)')
+        if train and hasattr(self.dls.train, '__len__') and len(self.dls.train) == 0:
+            raise ValueError(f"dls.train ({type(self.dls.train).__name__}) has no batches: there is nothing to train on "
+                             f"(an empty data set, or fewer items than one batch with drop_last)")
         self.cbs += cbs
         try:
             self.n_epochs,self.epochs = n_epochs,range(n_epochs)
@@ -300,6 +323,14 @@ class Learner:
         accs = [cb for cb in self.cbs if isinstance(cb, GradAccumCB)]
         if len(accs) > 1: raise ValueError(f"{len(accs)} GradAccumCB callbacks in this fit: use one")
         return accs[0].n if accs else 1
+
+def _check_cbs(cbs, what:str):
+    "Each callback must be an instance with an `order` (a class passed by mistake, a number, ... are refused)."
+    for i,cb in enumerate(cbs):
+        if isinstance(cb, type):
+            raise TypeError(f"{what}[{i}]={cb.__name__}: a callback class, not a callback: pass {cb.__name__}()")
+        if not hasattr(cb, 'order'):
+            raise TypeError(f"{what}[{i}]={cb!r}: not a callback (a Callback instance, with hook methods and an `order`)")
 
 def _check_lr(lr):
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
@@ -360,7 +391,9 @@ class TrainLearner(Learner):
 
 class MomentumLearner(TrainLearner):
     "A `TrainLearner` that keeps `mom` times the gradients instead of zeroing them (momentum without the optimizer)."
-    def __init__(self, model, dls, loss_func, lr=None, cbs=None, opt_func=optim.SGD, mom:float=0.85):
+    def __init__(self, model, dls, loss_func, lr=0.1, cbs=None, opt_func=optim.SGD, mom:float=0.85):
+        if isinstance(mom, bool) or not isinstance(mom, (int, float)) or not 0 <= mom < 1:
+            raise ValueError(f"mom={mom!r}: must be a number in [0, 1) (the fraction of the gradients kept)")
         self.mom = mom
         super().__init__(model, dls, loss_func, lr, cbs, opt_func)
     def zero_grad(self):
@@ -403,11 +436,11 @@ class MetricsCB(Callback):
             self._resume_acc = st['acc'] if learn.pos[1] == 'train' and learn.pos[2] > 0 else None
     def before_epoch(self, learn):
         "Resets the metrics (or restores a resumed pass's sums); opens the epoch's row and its clock at the training pass."
-        self.loss.reset()
+        self.loss.reset(); self._n = 0
         for m in self.metrics.values(): m.reset()
         acc,self._resume_acc = getattr(self, '_resume_acc', None),None
         if acc is not None and learn.training:  # resumed in the middle of this training pass: its sums so far
-            self.loss.load_state_dict(acc['loss'])
+            self.loss.load_state_dict(acc['loss']); self._n = acc.get('n', 1)
             for k,m in self.metrics.items(): m.load_state_dict(acc['metrics'][k])
             self.t0 = time.perf_counter()
         elif learn.training or self.row is None or self.row['epoch'] != learn.epoch:
@@ -416,16 +449,16 @@ class MetricsCB(Callback):
     def after_batch(self, learn):
         "Adds the batch to the loss mean and (on the validation pass) to the metrics."
         y = learn.batch[1]
-        self.loss.update(to_cpu(learn.loss), weight=len(y))
+        self.loss.update(to_cpu(learn.loss), weight=len(y)); self._n += 1
         if self._upd:
             preds,y = to_cpu(learn.preds),to_cpu(y)
             for m in self.metrics.values(): m.update(preds, y)
     def after_epoch(self, learn):
         "Fills the row with this pass's results; logs it after the validation pass (or after training if no valid pass follows)."
-        pre = 'train' if learn.training else 'valid'
-        self.row[f'{pre}_loss'] = self.loss.compute().item()
+        pre,nan = 'train' if learn.training else 'valid',float('nan')  # nan: nothing was measured (an empty pass)
+        self.row[f'{pre}_loss'] = self.loss.compute().item() if self._n else nan
         if self._upd:
-            for k,m in self.metrics.items(): self.row[k if pre == 'valid' else f'train_{k}'] = m.compute().item()
+            for k,m in self.metrics.items(): self.row[k if pre == 'valid' else f'train_{k}'] = m.compute().item() if self._n else nan
         self.row['time'] = time.perf_counter() - self.t0
         self._pending = learn.training
         if not learn.training or not getattr(learn, 'do_valid', True): self._emit()
@@ -442,7 +475,7 @@ class MetricsCB(Callback):
     def state_dict(self)->dict:
         "A copy of the history, the open row and this pass's sums: what a resumed fit needs (see `Learner.fit_state`)."
         return deepcopy(dict(history=self.history, row=self.row, pending=self._pending,
-                             acc=dict(loss=self.loss.state_dict(), metrics={k:m.state_dict() for k,m in self.metrics.items()})))
+                             acc=dict(n=self._n, loss=self.loss.state_dict(), metrics={k:m.state_dict() for k,m in self.metrics.items()})))
     def load_state_dict(self, state_dict:dict):
         "Make the next fit continue from `state_dict` (applied in its `before_fit`)."
         self._resume = state_dict
@@ -580,19 +613,31 @@ def plot_lr_find(lrs, losses, lr=None, ax=None):
     ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
     return fig
 
+def lr_find_cbs(cbs)->list:
+    """The callbacks `lr_find` runs: not those that keep the state of a fit (with `state_dict`: schedules, metrics,
+    recorders, early stopping) nor `CheckpointCB`, so the search neither fights a schedule nor wipes a history.
+    A callback overrides this with a class attribute `during_lr_find` (True/False)."""
+    return [cb for cb in cbs if getattr(cb, 'during_lr_find', not callable(getattr(cb, 'state_dict', None)))]
+
+_FIT_ATTRS = ('n_epochs', 'epochs', 'n_updates', 'epoch', 'iter', 'pos', 'do_train', 'do_valid', 'accum', 'scaler', 'training')
+
 def lr_find(self:Learner, gamma:float=1.3, max_mult:float=3., start_lr:float=1e-5, max_epochs:int=10, plot:bool=True):
-    "LR range test from `start_lr`; restores the model, optimizer and RNG afterwards; returns an `LRFind`."
+    """LR range test from `start_lr`, with the callbacks `lr_find_cbs` keeps; afterwards the model, optimizer, RNG,
+    the learner's counts and every callback are as they were. Returns an `LRFind`."""
     _check_lr(start_lr)
     model_state,opt = deepcopy(self.model.state_dict()),self.opt
     opt_state = deepcopy(opt.state_dict()) if opt is not None else None
-    rng = torch.get_rng_state()
+    rng,attrs,cbs = rng_state(),{k:getattr(self, k) for k in _FIT_ATTRS if hasattr(self, k)},self.cbs
     cb = LRFinderCB(gamma=gamma, max_mult=max_mult)
+    self.cbs = L(lr_find_cbs(cbs))
     try: self.fit(max_epochs, lr=start_lr, cbs=cb)
     finally:
+        self.cbs = cbs
         self.model.load_state_dict(model_state)
         self.opt = opt
         if opt is not None: opt.load_state_dict(opt_state)
-        torch.set_rng_state(rng)
+        set_rng_state(rng)
+        for k,v in attrs.items(): setattr(self, k, v)
     lr = suggest_lr(cb.lrs, cb.losses)
     return LRFind(lr, cb.lrs, cb.losses, plot_lr_find(cb.lrs, cb.losses, lr) if plot else None)
 
@@ -692,8 +737,11 @@ def load(self:Learner, path, # a file written by `save`
          strict:bool=True # passed to `load_state_dict`: every key must match
         ):
     "Load weights (and optimizer state) saved by `save` into the model (and `self.opt`); returns the learner."
-    st = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(st, dict) or 'model' not in st: raise ValueError(f"{str(path)!r}: not a file written by Learner.save")
+    bad = ValueError(f"{str(path)!r}: not a file written by Learner.save (a fit checkpoint is resumed with fit(resume=...))")
+    try: st = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError: raise
+    except Exception: raise bad from None
+    if not isinstance(st, dict) or 'model' not in st: raise bad
     self.model.load_state_dict(st['model'], strict=strict)
     if with_opt:
         if 'opt' not in st: raise ValueError(f"{str(path)!r} has no optimizer state: it was saved without with_opt=True")

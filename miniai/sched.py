@@ -9,7 +9,7 @@ __all__ = ['LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal
            'sched_values', 'plot_sched']
 
 # %% ../nbs/06_sched.ipynb #966bd050
-import inspect, math, numbers, os, tempfile
+import inspect, os, tempfile
 from copy import deepcopy
 from functools import partial
 from math import cos, pi
@@ -19,7 +19,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from matplotlib.figure import Figure
 
-from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter
+from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter, check_num, check_bool, check_opt, _has_tensor
 from .learner import Callback
 from .core import atomic_write
 
@@ -33,24 +33,14 @@ def anneal_linear(start, end, pct):
     return start + (end - start) * pct
 
 # %% ../nbs/06_sched.ipynb #695df4d6
-def _bad(name, v, allowed): return ValueError(f"{name}={v!r}: must be {allowed}")
-
-def _check_real(name, v, ok, allowed)->float:
-    "`v` as a float if it is a finite real number with `ok(v)`, else a ValueError naming `name`, `v` and what is `allowed`."
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
-        raise _bad(name, v, allowed)
-    return float(v)
-
 def check_T_max(T_max, # the schedule's length: optimizer updates (or epochs under `EpochSchedCB`)
                 owner:str # the scheduler's name, for the message
                )->int:
-    "`T_max` as an int when it is an int >= 1; a ValueError otherwise (None: who fills it)."
+    "`T_max` as an int when it is an integer >= 1 (see `check_num`); a ValueError otherwise (None: who fills it)."
     if T_max is None:
         raise ValueError(f"T_max=None: {owner} needs its length, the number of optimizer updates. "
                          f"BatchSchedCB/EpochSchedCB fill it from the fit; otherwise pass it")
-    if isinstance(T_max, bool) or not isinstance(T_max, numbers.Integral) or T_max < 1:
-        raise _bad('T_max', T_max, 'an int >= 1 (the number of optimizer updates)')
-    return int(T_max)
+    return check_num('T_max', T_max, lo=1, integer=True, what='an int >= 1 (the number of optimizer updates)')
 
 # %% ../nbs/06_sched.ipynb #daef6ad2
 class CosineAnnealing(StatefulSchedulerBase):
@@ -63,8 +53,9 @@ class CosineAnnealing(StatefulSchedulerBase):
                  eta_min:float=0. # the final lr (all groups)
                 ):
         "Called once before training: validates, records each group's base lr, sets the groups to update 0's lr."
+        check_opt(optimizer, 'CosineAnnealing')
         self.T_max = check_T_max(T_max, 'CosineAnnealing')
-        self.eta_min = _check_real('eta_min', eta_min, lambda v: v >= 0, 'a number >= 0')
+        self.eta_min = check_num('eta_min', eta_min, lo=0)
         super().__init__(optimizer, 'lr')
         self._ab = [(self.eta_min, b - self.eta_min) for b in self.base_values]
         self.step_update(0)
@@ -83,6 +74,9 @@ class CosineAnnealing(StatefulSchedulerBase):
         "Called after each optimizer update with the number of updates so far: writes each group's lr."
         self.num_updates = num_updates
         s = self._shape(num_updates)
+        if self._tensor:  # a group holds its lr as a tensor: written in place (see `miniai.schedbase.field_setter`)
+            for pg,(a,b) in zip(self.optimizer.param_groups, self._ab): self._set(pg, a + b * s)
+            return
         for pg,(a,b) in zip(self.optimizer.param_groups, self._ab): pg['lr'] = a + b * s
 
 # %% ../nbs/06_sched.ipynb #f072507f
@@ -124,23 +118,25 @@ class OneCycle(StatefulSchedulerBase):
                  three_phase:bool=False # torch's variant: up to max_lr, back down to max_lr/div, then on to max_lr/div_final
                 ):
         "Called once before training: validates every argument, precomputes each group's phases, sets update 0's values."
+        check_opt(optimizer, 'OneCycle')
         self.T_max = check_T_max(T_max, 'OneCycle')
-        self.pct_start = _check_real('pct_start', pct_start, lambda v: 0 < v < 1, 'a number in (0, 1)')
-        if three_phase and pct_start > 0.5:
-            raise _bad('pct_start', pct_start, 'at most 0.5 with three_phase=True (the warm-up and its mirror take 2*pct_start of training)')
-        self.div = _check_real('div', div, lambda v: v > 0, 'a number > 0')
-        self.div_final = _check_real('div_final', div_final, lambda v: v > 0, 'a number > 0')
-        if anneal not in ('cos', 'linear'): raise _bad('anneal', anneal, "'cos' or 'linear'")
-        self.anneal,self.three_phase = anneal,bool(three_phase)
+        self.three_phase = check_bool('three_phase', three_phase)
+        self.pct_start = check_num('pct_start', pct_start, lo=0, hi=0.5 if three_phase else 1, lo_open=True, hi_open=not three_phase,
+                                   what='a number in (0, 0.5] with three_phase=True (the warm-up and its mirror take '
+                                        '2*pct_start of training)' if three_phase else None)
+        self.div = check_num('div', div, lo=0, lo_open=True)
+        self.div_final = check_num('div_final', div_final, lo=0, lo_open=True)
+        if anneal not in ('cos', 'linear'): raise ValueError(f"anneal={anneal!r}: must be 'cos' or 'linear'")
+        self.anneal = anneal
         pgs = optimizer.param_groups
         self.max_lrs = _check_max_lr(max_lr, pgs)
         self.moms,self._mfield = _check_moms(moms, pgs)
         super().__init__(optimizer, 'lr')
         if max_lr is None: self.max_lrs = list(self.base_values)
-        self._build()
+        self._build(self._mfield and _has_tensor(pgs, self._mfield))
         self.step_update(0)
 
-    def _build(self):
+    def _build(self, mtensor:bool=False):
         "Precompute the phases: `(end, start, span, ((a, b) per group), (a, b) of momentum)`; a value is `a + b*shape`."
         lo = [m / self.div for m in self.max_lrs]
         fin = [m / self.div_final for m in self.max_lrs]
@@ -156,7 +152,7 @@ class OneCycle(StatefulSchedulerBase):
                            ab(m0, m1) if self.moms else None))
             start = end
         self._phases,self._linear,self._last = tuple(phases),lin,self.T_max - 1
-        self._mset = field_setter(self._mfield) if self.moms else None
+        self._mset = field_setter(self._mfield, mtensor) if self.moms else None
 
     @property
     def fields(self)->tuple:
@@ -190,7 +186,10 @@ class OneCycle(StatefulSchedulerBase):
         pct = (n - ph[1]) / ph[2] if ph[2] else 1.
         s = pct if self._linear else (cos(pi * pct) + 1) / 2
         pgs = self.optimizer.param_groups
-        for pg,(a,b) in zip(pgs, ph[3]): pg['lr'] = a + b * s
+        if self._tensor:  # a group holds its lr as a tensor: written in place
+            for pg,(a,b) in zip(pgs, ph[3]): self._set(pg, a + b * s)
+        else:
+            for pg,(a,b) in zip(pgs, ph[3]): pg['lr'] = a + b * s
         mab = ph[4]
         if mab is not None:
             m,st = mab[0] + mab[1] * s,self._mset
@@ -204,37 +203,35 @@ class OneCycle(StatefulSchedulerBase):
 
     def load_state_dict(self, state_dict:dict):
         "Restore a saved state; the groups get the restored count's values at once (see `SchedulerBase`)."
-        self._mset = field_setter(state_dict['_mfield']) if state_dict.get('moms') else None
+        mf = state_dict['_mfield'] if state_dict.get('moms') else None
+        self._mset = field_setter(mf, _has_tensor(self.optimizer.param_groups, mf)) if mf else None
         super().load_state_dict(state_dict)
 
 # %% ../nbs/06_sched.ipynb #bcf32c16
 def _check_max_lr(max_lr, pgs)->list:
-    "The peak lr of each param group in `pgs`."
-    msg = 'a number > 0, or a list of them (one per param group)'
+    "The peak lr of each param group in `pgs`: numbers >= 0 (0: the group stays at lr 0, as torch allows)."
     if max_lr is None:
-        for i,pg in enumerate(pgs):
-            _check_real(f'max_lr=None takes each group\'s lr as its peak; param group {i} lr', pg.get('initial_lr', pg['lr']),
-                        lambda v: v > 0, 'a number > 0')
-        return [pg.get('initial_lr', pg['lr']) for pg in pgs]
+        return [check_num(f"max_lr=None takes each group's lr as its peak; param group {i} lr", pg.get('initial_lr', pg['lr']), lo=0)
+                for i,pg in enumerate(pgs)]
     if isinstance(max_lr, (list, tuple)):
         if len(max_lr) != len(pgs):
-            raise _bad('max_lr', max_lr, f'a number or a list of {len(pgs)} numbers (one per param group), not {len(max_lr)}')
-        return [_check_real('max_lr', v, lambda v: v > 0, msg) for v in max_lr]
-    return [_check_real('max_lr', max_lr, lambda v: v > 0, msg)] * len(pgs)
+            raise ValueError(f"max_lr={max_lr!r}: must be a number or a list of {len(pgs)} numbers (one per param group), not {len(max_lr)}")
+        return [check_num(f'max_lr[{i}]', v, lo=0) for i,v in enumerate(max_lr)]
+    return [check_num('max_lr', max_lr, lo=0, what='a number >= 0, or a list of them (one per param group)')] * len(pgs)
 
 def _check_moms(moms, pgs)->tuple:
     "`(moms, field)`: the validated momentums and the field they go to ('beta1' or 'momentum'), or `(None, None)`."
     if moms is None: return None,None
     if not isinstance(moms, (list, tuple)) or len(moms) != 3:
-        raise _bad('moms', moms, 'None or 3 numbers (at the start, at the peak lr, at the end), each in [0, 1)')
-    moms = tuple(_check_real('moms', m, lambda v: 0 <= v < 1, 'None or 3 numbers, each in [0, 1)') for m in moms)
+        raise ValueError(f"moms={moms!r}: must be None or 3 numbers (at the start, at the peak lr, at the end), each in [0, 1)")
+    moms = tuple(check_num(f'moms[{i}]', m, lo=0, hi=1, hi_open=True) for i,m in enumerate(moms))
     fs = []
     for pg in pgs:
         try: fs.append(resolve_field(pg, 'mom'))
         except ValueError:
             raise ValueError(f"moms={moms!r}: OneCycle cycles momentum, but the optimizer's param groups have neither "
                              f"'betas' (Adam-like) nor 'momentum' (SGD, RMSprop); pass moms=None") from None
-    if len(set(fs)) > 1: raise _bad('moms', moms, "used on param groups that all have 'betas' or all 'momentum', not a mix")
+    if len(set(fs)) > 1: raise ValueError(f"moms={moms!r}: must be used on param groups that all have 'betas' or all 'momentum', not a mix")
     if fs[0] == 'momentum':
         for i,pg in enumerate(pgs):
             if pg['momentum'] == 0:
@@ -430,14 +427,14 @@ class EpochSchedCB(BaseSchedCB):
 
 # %% ../nbs/06_sched.ipynb #985f71b6
 def rec_lr(cb)->float:
-    "The learning rate of the first param group."
-    return cb.pg['lr']
+    "The learning rate of the first param group (a float: a tensor lr is copied, not recorded as the tensor itself)."
+    return float(cb.pg['lr'])
 def rec_mom(cb)->float:
     "The momentum of the first param group: beta1 for Adam-like optimizers, `momentum` for SGD and RMSprop."
-    return get_field(cb.pg, 'mom')
+    return float(get_field(cb.pg, 'mom'))
 def rec_wd(cb)->float:
     "The weight decay of the first param group."
-    return cb.pg['weight_decay']
+    return float(cb.pg['weight_decay'])
 def rec_loss(cb)->float:
     "The training loss of the batch."
     return cb.learn.loss.item()
@@ -522,8 +519,10 @@ def sched_values(sched, # as for `BatchSchedCB`: a callable taking the optimizer
                 )->dict:
     "`{field: [values of group 0, values of group 1, ...]}`: what each of `n_steps` updates would train with."
     n_steps = check_T_max(n_steps, 'sched_values') if n_steps is not None else None
+    n_groups = check_num('n_groups', n_groups, lo=1, integer=True)
     lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr] * n_groups
-    if len(lrs) != n_groups: raise _bad('lr', lr, f'a number or a list of n_groups={n_groups} numbers')
+    if len(lrs) != n_groups: raise ValueError(f"lr={lr!r}: must be a number or a list of n_groups={n_groups} numbers")
+    lrs = [l.clone() if isinstance(l, torch.Tensor) else l for l in lrs]  # a tensor lr: one per group, not one shared
     opt = opt_func([{'params': [torch.zeros(1, requires_grad=True)], 'lr': l} for l in lrs], lr=lrs[0])
     s,advance = make_sched(sched, opt, 1, n_steps)
     if isinstance(s, ReduceLROnPlateau): raise ValueError(f"sched={sched!r}: ReduceLROnPlateau depends on losses; it cannot be previewed")
@@ -535,7 +534,7 @@ def sched_values(sched, # as for `BatchSchedCB`: a callable taking the optimizer
     vals = {f:[[] for _ in range(n_groups)] for f in fields}
     for k in range(n_steps):
         for f in fields:
-            for g,pg in enumerate(opt.param_groups): vals[f][g].append(get_field(pg, f))
+            for g,pg in enumerate(opt.param_groups): vals[f][g].append(float(get_field(pg, f)))
         opt.step()
         advance(k + 1)
     if auto and 'mom' in vals and all(len(set(v)) == 1 for v in vals['mom']): del vals['mom']

@@ -6,7 +6,10 @@
 __all__ = ['resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase']
 
 # %% ../nbs/05_schedbase.ipynb #64055ff4
+import math, numbers
+
 import torch
+
 
 # %% ../nbs/05_schedbase.ipynb #23435c7b
 _BETAS = {'beta1': 0, 'beta2': 1}
@@ -33,23 +36,127 @@ def get_field(pg:dict, field:str):
     field = resolve_field(pg, field)
     return pg['betas'][_BETAS[field]] if field in _BETAS else pg[field]
 
+def _put(old, v):
+    "The value to store where `old` was: `old` itself, filled with `v`, when it is a tensor (as torch's schedulers do)."
+    if isinstance(old, torch.Tensor):
+        old.fill_(v)
+        return old
+    return v
+
 def set_field(pg:dict, field:str, v):
-    "Write `v` into `field` of param group `pg`; a beta replaces its slot of the `betas` tuple only."
+    """Write `v` into `field` of param group `pg`; a beta replaces its slot of the `betas` tuple only. A field held
+    as a tensor (`lr=torch.tensor(0.1)`) keeps its tensor, filled with `v`."""
     field = resolve_field(pg, field)
     if field in _BETAS:
-        b = list(pg['betas']); b[_BETAS[field]] = v; pg['betas'] = tuple(b)
-    else: pg[field] = v
+        b = list(pg['betas']); i = _BETAS[field]; b[i] = _put(b[i], v); pg['betas'] = tuple(b)
+    else: pg[field] = _put(pg[field], v)
 
 # %% ../nbs/05_schedbase.ipynb #9d8ac7d8
-def field_setter(field:str):
+def field_setter(field:str, # a field resolved by `resolve_field`
+                 tensor:bool=False # some group holds it as a tensor: write into the tensor (`set_field`'s rule)
+                ):
     "A fast `f(pg, v)` writing an already resolved `field` (see `resolve_field`)."
-    if field == 'beta1':
+    if tensor:
+        if field == 'beta1':
+            def _set(pg, v): b = pg['betas']; pg['betas'] = (_put(b[0], v), b[1])
+        elif field == 'beta2':
+            def _set(pg, v): b = pg['betas']; pg['betas'] = (b[0], _put(b[1], v))
+        else:
+            def _set(pg, v): pg[field] = _put(pg[field], v)
+    elif field == 'beta1':
         def _set(pg, v): pg['betas'] = (v, pg['betas'][1])
     elif field == 'beta2':
         def _set(pg, v): pg['betas'] = (pg['betas'][0], v)
     else:
         def _set(pg, v): pg[field] = v
     return _set
+
+# %% ../nbs/05_schedbase.ipynb #a1c0de02
+def _short(v, n:int=80)->str:
+    "`repr(v)`, cut to `n` characters (a model or a long list would flood the message)."
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + '...'
+
+def _real(v):
+    "`v` as a Python int or float if it is a real number (see `check_num`), else None."
+    if hasattr(v, 'ndim') and hasattr(v, 'item'):  # a torch tensor, a numpy array or numpy scalar
+        try:
+            if v.ndim != 0: return None
+            v = v.item()
+        except Exception: return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real): return None
+    if isinstance(v, numbers.Integral): return int(v)
+    return float(v)
+
+def _bounds(lo, hi, lo_open:bool, hi_open:bool)->str:
+    if lo is not None and hi is not None: return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None: return f" {'>' if lo_open else '>='} {lo}"
+    if hi is not None: return f" {'<' if hi_open else '<='} {hi}"
+    return ''
+
+def check_num(name:str, # the parameter's name, for the message
+              v, # the value given
+              *, lo=None, hi=None, # bounds (None: unbounded)
+              lo_open:bool=False, hi_open:bool=False, # exclude the bound itself
+              integer:bool=False, # a count: only integer types pass (10.0 is refused)
+              allow_none:bool=False, # None is returned as None
+              what:str=None # what is allowed, for the message (default: from the bounds)
+             ):
+    """`v` as a Python float (an int when `integer`): a finite real number inside the bounds, given as a Python
+    number, a numpy scalar or 0-d array, or a 0-d torch tensor. Anything else is a ValueError naming `name`,
+    `v` and what is allowed."""
+    x = _real(v)
+    if x is None and v is None and allow_none: return None
+    ok = x is not None and (not integer or isinstance(x, int))
+    if ok and not integer:
+        try: x = float(x)
+        except OverflowError: ok = False
+    if ok: ok = (isinstance(x, int) or math.isfinite(x)) and not (
+        (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and (x >= hi if hi_open else x > hi)))
+    if ok: return x
+    allowed = what or ('an int' if integer else 'a finite number') + _bounds(lo, hi, lo_open, hi_open)
+    if allow_none: allowed += ' or None'
+    if x is None:
+        shape = f' of shape {tuple(v.shape)}' if getattr(v, 'ndim', 0) else ''
+        why = (f" (got a {type(v).__name__}{shape}: a number is a Python int or float, a numpy scalar or a 0-d tensor)"
+               if v is not None else '')
+    elif integer and not isinstance(x, int): why = " (a float: a count takes an integer type, write 10 and not 10.0)"
+    else: why = ''
+    raise ValueError(f"{name}={_short(v)}: must be {allowed}{why}")
+
+def check_bool(name:str, v)->bool:
+    "`v` if it is True or False (numpy's bools too); 'False', 0 or None would be read as a truth value, silently."
+    if isinstance(v, bool): return v
+    if type(v).__module__ == 'numpy' and type(v).__name__ in ('bool_', 'bool'): return bool(v)
+    raise ValueError(f"{name}={_short(v)}: must be True or False")
+
+
+# %% ../nbs/05_schedbase.ipynb #a1c0de04
+def check_opt(opt, # what was passed as the optimizer
+              owner:str, # the scheduler's name, for the message
+              name:str=None, # the argument naming `field`, for the message
+              field:str=None # a field every group must hold as a finite number (None: not checked)
+             ):
+    """`opt` if it is an optimizer with param groups and, when `field` is given, `field` is a finite number in each:
+    the same TypeError or ValueError for every scheduler, before anything is written."""
+    pgs = getattr(opt, 'param_groups', None)
+    if not isinstance(pgs, (list, tuple)) or not all(isinstance(pg, dict) for pg in pgs):
+        raise TypeError(f"{owner} needs a torch optimizer, got {type(opt).__name__}: {_short(opt)}")
+    if not pgs: raise ValueError(f"{owner}: the optimizer {type(opt).__name__} has no param groups: there is nothing to schedule")
+    if field is None: return opt
+    for i,pg in enumerate(pgs):
+        try: v = get_field(pg, field)
+        except ValueError as e: raise ValueError(f"{name}={field!r}: {e}") from None  # names the group's fields
+        x = _real(v)
+        if x is None or not math.isfinite(x):
+            raise ValueError(f"{name}={field!r}: param group {i} holds {_short(v)} there, not a finite number; schedulable "
+                             f"fields are numbers such as 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2'")
+    return opt
+
+def _has_tensor(pgs, field:str)->bool:
+    "True when some group holds `field` (already resolved) as a tensor: it is then written in place (see `field_setter`)."
+    return any(isinstance(get_field(pg, field), torch.Tensor) for pg in pgs)
+
 
 # %% ../nbs/05_schedbase.ipynb #88c1af4e
 class SchedulerBase:
@@ -61,16 +168,19 @@ class SchedulerBase:
     def __init__(self, optimizer:torch.optim.Optimizer, # the optimizer whose param groups are scheduled
                  param_group_field:str='lr' # 'lr', 'weight_decay', 'eps', 'momentum', 'beta1', 'beta2', 'mom', ...
                 ):
-        "Called once, before training: records each group's starting value and sets the groups to it."
-        if not hasattr(optimizer, 'param_groups'):
-            raise TypeError(f"{type(self).__name__} needs a torch optimizer, got {type(optimizer).__name__}: {optimizer!r}")
+        """Called once, before training: checks the optimizer (see `check_opt`), records each group's starting value
+        (as a float, also when the group holds a tensor) and sets the groups to it."""
+        check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         self.optimizer,self.param_group_field = optimizer,param_group_field
-        self._field = resolve_field(optimizer.param_groups[0], param_group_field)
-        for pg in optimizer.param_groups: resolve_field(pg, self._field)  # every group must have it
-        self._set = field_setter(self._field)
-        self._initial_param_group_field = f'initial_{self._field}'
-        for pg in optimizer.param_groups: pg.setdefault(self._initial_param_group_field, get_field(pg, self._field))
-        self.base_values = [pg[self._initial_param_group_field] for pg in optimizer.param_groups]
+        pgs = optimizer.param_groups
+        self._field = resolve_field(pgs[0], param_group_field)
+        for pg in pgs: resolve_field(pg, self._field)  # every group must have it
+        self._tensor = _has_tensor(pgs, self._field)
+        self._set = field_setter(self._field, self._tensor)
+        self._initial_param_group_field = ini = f'initial_{self._field}'
+        for pg in pgs:  # torch stores a clone of a tensor value here; a float cannot alias the group's tensor either
+            if ini not in pg: pg[ini] = _real(get_field(pg, self._field))
+        self.base_values = [check_num(f'param group {i} {ini}', pg[ini]) for i,pg in enumerate(pgs)]
         self.num_updates = 0
         self._update_param_groups(self.base_values)
 
@@ -102,12 +212,12 @@ class SchedulerBase:
             for pg in pgs: st(pg, values)
 
     def get_last_values(self)->list:
-        "The scheduled field's current value in each param group."
-        return [get_field(pg, self._field) for pg in self.optimizer.param_groups]
+        "The scheduled field's current value in each param group, as floats (a copy, also of a tensor value)."
+        return [float(get_field(pg, self._field)) for pg in self.optimizer.param_groups]
 
     def get_last_lr(self)->list:
-        "Each group's current lr (as torch's `get_last_lr`)."
-        return [pg['lr'] for pg in self.optimizer.param_groups]
+        "Each group's current lr, as floats (as torch's `get_last_lr`, which copies a tensor lr)."
+        return [float(pg['lr']) for pg in self.optimizer.param_groups]
 
     def state_dict(self)->dict:
         "Everything but the optimizer (save the optimizer's own state_dict beside it)."
@@ -118,7 +228,8 @@ class SchedulerBase:
         restored count, so the next update trains with the right value whether the optimizer's state was loaded
         before or after this scheduler was built."""
         self.__dict__.update(state_dict)
-        self._set = field_setter(self._field)
+        self._tensor = _has_tensor(self.optimizer.param_groups, self._field)  # this optimizer's, not the saved one's
+        self._set = field_setter(self._field, self._tensor)
         if self.closed_form: self.step_update(self.num_updates)
 
 # %% ../nbs/05_schedbase.ipynb #371b32c1

@@ -9,7 +9,7 @@ __all__ = ['NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'Poly
            'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func']
 
 # %% ../nbs/07_schedfamily.ipynb #fcc3a79e
-import math, numbers, re
+import math, re
 from collections.abc import Sequence
 from bisect import bisect_right
 from functools import partial
@@ -17,29 +17,11 @@ from functools import partial
 import torch
 from fastcore.basics import patch
 from torch import nn
-from .schedbase import StatefulSchedulerBase, get_field
+from .schedbase import StatefulSchedulerBase, get_field, check_num, check_bool, check_opt, _real
 from .sched import check_T_max
 
 # %% ../nbs/07_schedfamily.ipynb #b64f92d3
 def _fail(name, v, allowed): raise ValueError(f"{name}={v!r}: {allowed}")
-
-def _check_int(name, v, lo=0):
-    "`v` must be an int >= `lo`."
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo: _fail(name, v, f"must be an int >= {lo}")
-    return v
-
-def _check_num(name, v, lo=None, hi=None, lo_open=False, hi_open=False):
-    "`v` must be a finite number inside the bounds (open or closed)."
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): _fail(name, v, "must be a finite number")
-    if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi)):
-        _fail(name, v, f"must be in {'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
-                       f"{'inf' if hi is None else hi}{')' if hi_open else ']'}")
-    return v
-
-def _check_bool(name, v):
-    "`v` must be `True` or `False`: 'False', 0 or None would be read as a truth value, silently."
-    if not isinstance(v, bool): _fail(name, v, "must be True or False")
-    return v
 
 _MAX_LEN = 2**53  # lengths and counts up to this are exact in float64; beyond, positions are not
 
@@ -49,28 +31,12 @@ def _T_max(T_max, owner:str)->int:
     if T > _MAX_LEN: _fail('T_max', T_max, f"must be <= 2**53 = {_MAX_LEN} (update counts beyond are not exact in float64)")
     return T
 
-def _check_opt(opt, owner:str, name:str=None, field:str=None):
-    """Called first in every scheduler's constructor: `opt` must be an optimizer with param groups, and `field`
-    (the argument `name`) a number in each group, so a bad one is refused here and not as an IndexError later."""
-    pgs = getattr(opt, 'param_groups', None)
-    if not isinstance(pgs, (list, tuple)):
-        raise TypeError(f"{owner} needs a torch optimizer (with param_groups), got {type(opt).__name__}: {opt!r}")
-    if not pgs: raise ValueError(f"{owner}: the optimizer {type(opt).__name__} has no param groups: there is nothing to schedule")
-    if field is None: return opt
-    for i,pg in enumerate(pgs):
-        try: v = get_field(pg, field)
-        except ValueError as e: raise ValueError(f"{name}={field!r}: {e}") from None  # names the group's fields
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            _fail(name, field, f"param group {i} holds {v!r} there, not a number; schedulable fields are numbers "
-                               f"such as 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2'")
-    return opt
-
 def _n_steps(T, steps, pct, nm):
     "A phase length in updates, from `<nm>_steps` (an int) or from `<nm>_pct` of `T` (not both)."
-    steps = 0 if steps is None else _check_int(f'{nm}_steps', steps)
+    steps = 0 if steps is None else check_num(f'{nm}_steps', steps, lo=0, integer=True)
     if pct is None: return steps
     if steps: _fail(f'{nm}_pct', pct, f"give {nm}_steps or {nm}_pct, not both ({nm}_steps={steps})")
-    return round(_check_num(f'{nm}_pct', pct, lo=0, hi=1) * T)
+    return round(check_num(f'{nm}_pct', pct, lo=0, hi=1) * T)
 
 def _mix(lo, hi, f):
     "`lo + (hi - lo)*f`, exactly `lo` at f=0 and exactly `hi` at f=1 (so peaks and floors are hit without rounding)."
@@ -80,8 +46,8 @@ def _per_group(name, v, n:int)->list:
     "`v` as one number >= 0 per param group: a number is repeated, a list must have `n` items."
     if isinstance(v, (list, tuple)):
         if len(v) != n: _fail(name, v, f"needs one value per param group ({n}), got {len(v)}")
-        return [_check_num(f'{name}[{i}]', o, lo=0) for i,o in enumerate(v)]
-    return [_check_num(name, v, lo=0)]*n
+        return [check_num(f'{name}[{i}]', o, lo=0) for i,o in enumerate(v)]
+    return [check_num(name, v, lo=0)]*n
 
 # %% ../nbs/07_schedfamily.ipynb #68230e06
 def _levels(sched, max_lr, min_lr, min_ratio, init_lr, init_ratio):
@@ -89,10 +55,10 @@ def _levels(sched, max_lr, min_lr, min_ratio, init_lr, init_ratio):
     floor and start are absolute (`min_lr`, `init_lr`) or fractions of the peak (`min_ratio`, `init_ratio`)."""
     n = len(sched.base_values)
     peaks = list(sched.base_values) if max_lr is None else _per_group('max_lr', max_lr, n)
-    for i,p in enumerate(peaks): _check_num(f'base value of param group {i}', p, lo=0)
+    for i,p in enumerate(peaks): check_num(f'base value of param group {i}', p, lo=0)
     def level(nm_abs, v_abs, nm_rat, v_rat):
         if v_abs is not None: return _per_group(nm_abs, v_abs, n)
-        _check_num(nm_rat, v_rat, lo=0, hi=1)
+        v_rat = check_num(nm_rat, v_rat, lo=0, hi=1)
         return [v_rat*p for p in peaks]
     mins = level('min_lr', min_lr, 'min_ratio', min_ratio)
     inits = mins if (init_lr is None and init_ratio is None) else level('init_lr', init_lr, 'init_ratio', init_ratio)
@@ -123,12 +89,11 @@ class WarmupDecaySched(StatefulSchedulerBase):
                  param_group_field:str='lr' # the field scheduled ('lr', 'weight_decay', 'mom', ...)
                 ):
         "Called once, before training: checks everything, records the levels, sets the groups to the value for 0 updates."
-        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
         self.T_max = _T_max(T_max, type(self).__name__)
         self.warmup = _n_steps(self.T_max, warmup_steps, warmup_pct, 'warmup')
         if self.warmup > self.T_max: _fail('warmup_steps', self.warmup, f"must be <= T_max={self.T_max}")
-        self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
+        self.k_decay = check_num('k_decay', k_decay, lo=0, lo_open=True)
         self.peaks,self.mins,self.inits = _levels(self, max_lr, min_lr, min_ratio, init_lr, init_ratio)
         self.setup()
         self.step_update(0)
@@ -169,7 +134,7 @@ class PolySched(WarmupDecaySched):
                  power:float=1., # exponent of the decay (> 0)
                  **kwargs): # as `WarmupDecaySched`
         "As `WarmupDecaySched`, with the polynomial's `power`."
-        self.power = _check_num('power', power, lo=0, lo_open=True)
+        self.power = check_num('power', power, lo=0, lo_open=True)
         super().__init__(optimizer, T_max, **kwargs)
     def decay(self, p): return (1 - p)**self.power
 
@@ -224,25 +189,24 @@ class CosineRestartsSched(StatefulSchedulerBase):
                  k_decay:float=1., # k-decay of each cosine
                  param_group_field:str='lr'):
         "Called once: checks the arguments, lays out the cycles (in O(1): no loop over them), sets the groups to update 0's values."
-        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
         self.T_max = None if T_max is None else _T_max(T_max, type(self).__name__)
-        self.warmup = _check_int('warmup_steps', warmup_steps)
-        self.warmup_each_cycle = _check_bool('warmup_each_cycle', warmup_each_cycle)
-        self.cycle_mult = _check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
-        self.gamma = _check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
-        self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
+        self.warmup = check_num('warmup_steps', warmup_steps, lo=0, integer=True)
+        self.warmup_each_cycle = check_bool('warmup_each_cycle', warmup_each_cycle)
+        self.cycle_mult = check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
+        self.gamma = check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
+        self.k_decay = check_num('k_decay', k_decay, lo=0, lo_open=True)
         self.peaks,self.mins,self.inits = _levels(self, max_lr, min_lr, min_ratio, init_lr, init_ratio)
         if (first_cycle_steps is None) == (n_cycles is None):
             _fail('first_cycle_steps', first_cycle_steps, f"give first_cycle_steps or n_cycles, exactly one (n_cycles={n_cycles!r})")
         self.n_cycles = n_cycles
         if first_cycle_steps is not None:
-            _check_int('first_cycle_steps', first_cycle_steps, lo=1)
+            first_cycle_steps = check_num('first_cycle_steps', first_cycle_steps, lo=1, integer=True)
             if first_cycle_steps > _MAX_LEN: _fail('first_cycle_steps', first_cycle_steps, f"must be <= 2**53 = {_MAX_LEN}")
             if self.warmup >= first_cycle_steps:
                 _fail('warmup_steps', self.warmup, f"must be < first_cycle_steps={first_cycle_steps}")
             self._starts,self._cos,self._period = [0],[first_cycle_steps - self.warmup],None
-        else: self._fit_cycles(_check_int('n_cycles', n_cycles, lo=1))
+        else: self._fit_cycles(check_num('n_cycles', n_cycles, lo=1, integer=True))
         self.step_update(0)
 
     def _warm(self, c): return self.warmup if (self.warmup_each_cycle or c == 0) else 0
@@ -362,7 +326,8 @@ def chebyshev_steps(n:int, small_m:float=0.05, big_m:float=1.)->list:
 
 def fractal_perm(n:int)->list:
     "The fractal order of `range(n)` (`n` a power of two): each doubling follows every `i` with `2·len - 1 - i`."
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1): _fail('n', n, "must be a power of two")
+    n = check_num('n', n, lo=1, integer=True, what='a power of two')
+    if n & (n - 1): _fail('n', n, "must be a power of two")
     p = [0]
     while len(p) < n: p = [x for i in p for x in (i, 2*len(p) - 1 - i)]
     return p
@@ -436,12 +401,11 @@ class ChebyshevSched(StatefulSchedulerBase):
                  pow2:bool=True, # length rounded up to a power of two (pytorch_optimizer); False: exactly T_max nodes
                  param_group_field:str='lr'):
         "Called once: checks the arguments (O(1) time and memory whatever `T_max`); sets the groups to the first multiplier."
-        _check_opt(optimizer, type(self).__name__, 'param_group_field', param_group_field)
         super().__init__(optimizer, param_group_field)
         self.T_max = _T_max(T_max, type(self).__name__)
-        _check_num('small_m', small_m, lo=0, lo_open=True)
-        _check_num('big_m', big_m, lo=small_m, lo_open=True)
-        _check_bool('fractal', fractal); _check_bool('pow2', pow2)
+        small_m = check_num('small_m', small_m, lo=0, lo_open=True)
+        big_m = check_num('big_m', big_m, lo=small_m, lo_open=True)
+        fractal,pow2 = check_bool('fractal', fractal),check_bool('pow2', pow2)
         P = 1 << (self.T_max - 1).bit_length()
         self.mults = _ChebMults(P if pow2 else self.T_max, P, small_m, big_m, fractal)
         self.step_update(0)
@@ -455,7 +419,7 @@ class ChebyshevSched(StatefulSchedulerBase):
 class Annealer:
     "A value going from `start` (pos 0) to `end` (pos 1); `pos` is clamped to [0, 1]. Subclasses define `f(pos)`."
     def __init__(self, start:float, end:float):
-        self.start,self.end = _check_num('start', start),_check_num('end', end)
+        self.start,self.end = check_num('start', start),check_num('end', end)
     def __call__(self, pos:float)->float: return self.f(min(max(pos, 0.), 1.))
     def __repr__(self): return f"{type(self).__name__}({self.start!r}, {self.end!r})"
 
@@ -476,14 +440,14 @@ class SchedExp(Annealer):
     "Geometric from `start` to `end` (both > 0): a straight line on a log scale."
     def __init__(self, start:float, end:float):
         super().__init__(start, end)
-        for nm,v in (('start', start), ('end', end)): _check_num(nm, v, lo=0, lo_open=True)
+        for nm,v in (('start', start), ('end', end)): check_num(nm, v, lo=0, lo_open=True)
     def f(self, pos): return self.start*(self.end/self.start)**pos
 
 class SchedPoly(Annealer):
     "`start + (end - start)·pos**power`."
     def __init__(self, start:float, end:float, power:float):
         super().__init__(start, end)
-        self.power = _check_num('power', power, lo=0, lo_open=True)
+        self.power = check_num('power', power, lo=0, lo_open=True)
     def f(self, pos): return self.start + (self.end - self.start)*pos**self.power
     def __repr__(self): return f"SchedPoly({self.start!r}, {self.end!r}, {self.power!r})"
 
@@ -492,7 +456,7 @@ class CombinedSched:
     "Runs `scheds[i]` over the fraction `pcts[i]` of the position range, each on its own [0, 1]."
     def __init__(self, pcts, scheds):
         if len(pcts) != len(scheds) or not len(pcts): _fail('pcts', pcts, f"needs one fraction per schedule ({len(scheds)})")
-        for i,p in enumerate(pcts): _check_num(f'pcts[{i}]', p, lo=0, lo_open=True)
+        pcts = [check_num(f'pcts[{i}]', p, lo=0, lo_open=True) for i,p in enumerate(pcts)]
         if abs(sum(pcts) - 1) > 1e-6: _fail('pcts', pcts, f"must add up to 1 (they add up to {sum(pcts)})")
         for i,s in enumerate(scheds):
             if not callable(s): _fail(f'scheds[{i}]', s, "must be a function of the position in [0, 1]")
@@ -520,14 +484,14 @@ class ParamSched(StatefulSchedulerBase):
                  T_max:int=None, # schedule length in optimizer updates
                  relative:bool=False): # the value is `f(pos)` × each group's base value
         "Called once: checks the annealers and the length, sets the groups to their values at pos 0."
-        _check_opt(optimizer, type(self).__name__, 'field', field)
+        check_opt(optimizer, type(self).__name__, 'field', field)
         super().__init__(optimizer, field)
         n = len(optimizer.param_groups)
         fs = list(f) if isinstance(f, (list, tuple)) else [f]*n
         if len(fs) != n: _fail('f', f, f"needs one annealer per param group ({n}), got {len(fs)}")
         for i,o in enumerate(fs):
             if not callable(o): _fail('f', f, "must be an annealer: a function of the position in [0, 1]")
-        self.fs,self.relative = fs,_check_bool('relative', relative)
+        self.fs,self.relative = fs,check_bool('relative', relative)
         self.T_max = _T_max(T_max, type(self).__name__)
         self.step_update(0)
 
@@ -537,11 +501,12 @@ class ParamSched(StatefulSchedulerBase):
         vs = []
         for i,(f,b) in enumerate(zip(self.fs, self.base_values)):
             v = f(pos)
-            if not isinstance(v, bool) and isinstance(v, numbers.Real) and self.relative: v = b*v
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            x = v if type(v) is float else _real(v)  # a numpy or 0-d tensor value counts as its number
+            if x is not None and self.relative: x = b*x
+            if x is None or x - x != 0:  # not a number, or nan/inf
                 raise ValueError(f"ParamSched: param group {i} would get {self.param_group_field}={v!r} at pos={pos!r} "
                                  f"(update {num_updates}) from f={f!r}: the annealer must give a finite number")
-            vs.append(v)
+            vs.append(x)
         return vs
 
 # %% ../nbs/07_schedfamily.ipynb #6b6a26b3
@@ -557,19 +522,18 @@ class ProportionScheduler(StatefulSchedulerBase):
                  lr_field:str='lr'): # the field followed
         "Called once: checks the arguments, creates `field` in the groups if needed, sets it from the current lrs."
         opt = getattr(lr_sched_or_opt, 'optimizer', lr_sched_or_opt)
-        if not hasattr(opt, 'param_groups'):
-            raise TypeError(f"lr_sched_or_opt={lr_sched_or_opt!r}: must be an optimizer or a scheduler with .optimizer")
-        _check_opt(opt, type(self).__name__, 'lr_field', lr_field)
+        check_opt(opt, 'ProportionScheduler (of an optimizer, or of a scheduler with .optimizer)')
+        check_opt(opt, type(self).__name__, 'lr_field', lr_field)
         if not isinstance(field, str) or not field or field == 'params':
             _fail('field', field, "must be the name of a number field of the groups, or of a new one such as 'rho'")
         pg0 = opt.param_groups[0]
-        if field in ('mom', 'beta1', 'beta2') or field in pg0: _check_opt(opt, type(self).__name__, 'field', field)
-        self.max_lr = _check_num('max_lr', max_lr, lo=0)
-        self.min_lr = _check_num('min_lr', min_lr, lo=0, hi=max_lr)
-        self.max_value,self.min_value = _check_num('max_value', max_value),_check_num('min_value', min_value)
+        if field in ('mom', 'beta1', 'beta2') or field in pg0: check_opt(opt, type(self).__name__, 'field', field)
+        self.max_lr = check_num('max_lr', max_lr, lo=0)
+        self.min_lr = check_num('min_lr', min_lr, lo=0, hi=self.max_lr)
+        self.max_value,self.min_value = check_num('max_value', max_value),check_num('min_value', min_value)
         self.lr_field = lr_field
         for pg in opt.param_groups:
-            if field not in ('mom', 'beta1', 'beta2'): pg.setdefault(field, self.value(get_field(pg, lr_field)))
+            if field not in ('mom', 'beta1', 'beta2'): pg.setdefault(field, self.value(float(get_field(pg, lr_field))))
         super().__init__(opt, field)
         self.step_update(0)
 
@@ -581,7 +545,7 @@ class ProportionScheduler(StatefulSchedulerBase):
 
     def get_updated_values(self, num_updates:int)->list:
         "Each group's value from its current lr (so the lr scheduler must have stepped already)."
-        return [self.value(get_field(pg, self.lr_field)) for pg in self.optimizer.param_groups]
+        return [self.value(float(get_field(pg, self.lr_field))) for pg in self.optimizer.param_groups]
 
     def step(self)->float:
         "Counts one update, writes the values and returns the first group's (pytorch_optimizer's API, as GSAM calls it)."
@@ -612,24 +576,24 @@ class CosineLrScheduler(StatefulSchedulerBase):
                  warmup_starting_lr_ratio:float=None, # or: the warmup start as a fraction of each group's base lr
                  num_cooldown_epochs:int=0): # epochs at the floor at the end
         "Called once: checks the arguments, sets each group to its value for 0 updates (the warmup start when warming up)."
-        _check_opt(optimizer, type(self).__name__, 'lr', 'lr')
+        check_opt(optimizer, type(self).__name__, 'lr', 'lr')
         super().__init__(optimizer)
         for nm,v in (('total_num_epochs', total_num_epochs), ('num_update_steps_per_epoch', num_update_steps_per_epoch)):
             if _unfilled(v): _fail(nm, v, "must be an int >= 1: it was not filled in (pass it, or let the fit fill it)")
-            _check_int(nm, v, lo=1)
-        spe = num_update_steps_per_epoch
+        total_num_epochs,spe = (check_num(nm, v, lo=1, integer=True) for nm,v in (
+            ('total_num_epochs', total_num_epochs), ('num_update_steps_per_epoch', num_update_steps_per_epoch)))
         self.total_iterations = total_num_epochs*spe
-        self.warmup_iterations = _check_int('num_warmup_epochs', num_warmup_epochs)*spe
-        self.num_cooldown_iterations = _check_int('num_cooldown_epochs', num_cooldown_epochs)*spe
+        self.warmup_iterations = check_num('num_warmup_epochs', num_warmup_epochs, lo=0, integer=True)*spe
+        self.num_cooldown_iterations = check_num('num_cooldown_epochs', num_cooldown_epochs, lo=0, integer=True)*spe
         if self.warmup_iterations + self.num_cooldown_iterations > self.total_iterations:
             _fail('num_warmup_epochs', num_warmup_epochs,
                   f"warmup + cooldown ({num_cooldown_epochs}) epochs must fit in total_num_epochs={total_num_epochs}")
-        self.k_decay = _check_num('k_decay', k_decay, lo=0, lo_open=True)
-        self.lr_min = _check_num('lr_min', lr_min, lo=0)
-        self.lr_min_ratio = None if min_lr_ratio is None else _check_num('min_lr_ratio', min_lr_ratio, lo=0, hi=1)
-        self.warmup_lr_init = _check_num('warmup_starting_lr', warmup_starting_lr, lo=0)
+        self.k_decay = check_num('k_decay', k_decay, lo=0, lo_open=True)
+        self.lr_min = check_num('lr_min', lr_min, lo=0)
+        self.lr_min_ratio = None if min_lr_ratio is None else check_num('min_lr_ratio', min_lr_ratio, lo=0, hi=1)
+        self.warmup_lr_init = check_num('warmup_starting_lr', warmup_starting_lr, lo=0)
         self.warmup_lr_ratio = (None if warmup_starting_lr_ratio is None else
-                                _check_num('warmup_starting_lr_ratio', warmup_starting_lr_ratio, lo=0, hi=1))
+                                check_num('warmup_starting_lr_ratio', warmup_starting_lr_ratio, lo=0, hi=1))
         self.mins = [b*self.lr_min_ratio if self.lr_min_ratio is not None else self.lr_min for b in self.base_values]
         self.starts = [b*self.warmup_lr_ratio if self.warmup_lr_ratio is not None else self.warmup_lr_init
                        for b in self.base_values]
@@ -701,21 +665,21 @@ def _lrs(lr, n:int)->list:
     "One lr per layer group from a number, a list, or a slice (slice(hi): hi/10 then hi; slice(lo, hi): geometric)."
     if isinstance(lr, slice):
         lo,hi = lr.start,lr.stop
-        _check_num('lr.stop', hi, lo=0, lo_open=True)
+        hi = check_num('lr.stop', hi, lo=0, lo_open=True)
         if lo is None: return [hi/10]*(n - 1) + [hi]
-        _check_num('lr.start', lo, lo=0, lo_open=True)
+        lo = check_num('lr.start', lo, lo=0, lo_open=True)
         return [hi] if n == 1 else [lo*(hi/lo)**(i/(n - 1)) for i in range(n)]
     if isinstance(lr, (list, tuple)):
         if len(lr) != n: _fail('lr', lr, f"needs one lr per layer group ({n}), got {len(lr)}")
-        return [_check_num(f'lr[{i}]', o, lo=0, lo_open=True) for i,o in enumerate(lr)]
-    return [_check_num('lr', lr, lo=0, lo_open=True)]*n
+        return [check_num(f'lr[{i}]', o, lo=0, lo_open=True) for i,o in enumerate(lr)]
+    return [check_num('lr', lr, lo=0, lo_open=True)]*n
 
 def _split_layers(model, n_groups, split)->list:
     "Lists of parameters, one per layer group, input side first; every parameter exactly once."
     named = list(model.named_parameters())
     if split is None:
         units = layer_units(model)
-        k = len(units) if n_groups is None else _check_int('n_groups', n_groups, lo=1)
+        k = len(units) if n_groups is None else check_num('n_groups', n_groups, lo=1, integer=True)
         if k > len(units): _fail('n_groups', n_groups, f"the model has only {len(units)} layer units: {[n for n,_ in units]}")
         bounds = [round(i*len(units)/k) for i in range(k + 1)]
         groups = [[p for _,ps in units[a:b] for p in ps] for a,b in zip(bounds, bounds[1:])]
@@ -744,8 +708,8 @@ def param_groups(model:nn.Module, # any model
                 )->list:
     """Param groups for a torch optimizer: the model's parameters split into layer groups from input to output, each
     with its own lr (when `lr` is given), each split again into parameters with and without weight decay."""
-    _check_num('wd', wd, lo=0)
-    _check_bool('no_wd_bias_norm', no_wd_bias_norm)
+    wd = check_num('wd', wd, lo=0)
+    check_bool('no_wd_bias_norm', no_wd_bias_norm)
     layers = _split_layers(model, n_groups, split)
     lrs = None if lr is None else _lrs(lr, len(layers))
     nowd = no_wd_params(model) if no_wd_bias_norm else set()
@@ -764,10 +728,10 @@ def _scaled(lr_mult, lr:float):
     "The `lr` argument of `param_groups` for multipliers `lr_mult` of the fit's `lr` (each checked: a number > 0)."
     if isinstance(lr_mult, slice):
         if lr_mult.step is not None: _fail('lr_mult', lr_mult, "a slice(lo, hi) or slice(hi), without a step")
-        lo = None if lr_mult.start is None else _check_num('lr_mult.start', lr_mult.start, lo=0, lo_open=True)*lr
-        return slice(lo, _check_num('lr_mult.stop', lr_mult.stop, lo=0, lo_open=True)*lr)
-    if isinstance(lr_mult, (list, tuple)): return [_check_num(f'lr_mult[{i}]', o, lo=0, lo_open=True)*lr for i,o in enumerate(lr_mult)]
-    return _check_num('lr_mult', lr_mult, lo=0, lo_open=True)*lr
+        lo = None if lr_mult.start is None else check_num('lr_mult.start', lr_mult.start, lo=0, lo_open=True)*lr
+        return slice(lo, check_num('lr_mult.stop', lr_mult.stop, lo=0, lo_open=True)*lr)
+    if isinstance(lr_mult, (list, tuple)): return [check_num(f'lr_mult[{i}]', o, lo=0, lo_open=True)*lr for i,o in enumerate(lr_mult)]
+    return check_num('lr_mult', lr_mult, lo=0, lo_open=True)*lr
 
 def group_opt_func(model:nn.Module, # the model the Learner trains
                    opt_func=torch.optim.AdamW, # the optimizer class

@@ -192,9 +192,11 @@ def test_state_dict_resume(opt_first, cls):
     (dict(T_max=None), 'T_max=None'), (dict(T_max=0), 'T_max=0'), (dict(T_max=2.5), 'T_max=2.5'),
     (dict(T_max=True), 'T_max=True'), (dict(pct_start=0.), 'pct_start=0.0'), (dict(pct_start=1.), 'pct_start=1.0'),
     (dict(pct_start=0.6, three_phase=True), 'pct_start=0.6'), (dict(div=0), 'div=0'), (dict(div_final=-1.), 'div_final=-1.0'),
-    (dict(anneal='exp'), "anneal='exp'"), (dict(moms=(0.9, 0.8)), 'moms=(0.9, 0.8)'), (dict(moms=(0.9, 0.8, 1.)), 'moms=1.0'),
-    (dict(moms=(0.9, -0.1, 0.9)), 'moms=-0.1'), (dict(max_lr=0.), 'max_lr=0.0'), (dict(max_lr=[1e-2]), 'max_lr=[0.01]'),
-    (dict(max_lr=float('nan')), 'max_lr=nan'), (dict(pct_start='0.3'), "pct_start='0.3'")])
+    (dict(anneal='exp'), "anneal='exp'"), (dict(moms=(0.9, 0.8)), 'moms=(0.9, 0.8)'), (dict(moms=(0.9, 0.8, 1.)), 'moms[2]=1.0'),
+    (dict(moms=(0.9, -0.1, 0.9)), 'moms[1]=-0.1'), (dict(max_lr=-1e-2), 'max_lr=-0.01'), (dict(max_lr=[1e-2]), 'max_lr=[0.01]'),
+    (dict(max_lr=float('nan')), 'max_lr=nan'), (dict(pct_start='0.3'), "pct_start='0.3'"),
+    (dict(max_lr=[1e-2, -1.]), 'max_lr[1]=-1.0'), (dict(T_max=10.), 'T_max=10.0'), (dict(three_phase='abc'), "three_phase='abc'"),
+    (dict(three_phase=None), 'three_phase=None')])
 def test_onecycle_validation(kw, msg):
     kw = {'T_max': 10, **kw}
     with pytest.raises(ValueError, match=None) as e: OneCycle(dummy_opt((1e-2, 1e-3)), **kw)
@@ -206,8 +208,19 @@ def test_onecycle_validation_optimizers():
     with pytest.raises(ValueError, match="neither 'betas'"): OneCycle(dummy_opt(opt_func=optim.Adagrad), 10)
     OneCycle(dummy_opt(opt_func=optim.Adagrad), 10, moms=None)
     OneCycle(dummy_opt(opt_func=optim.RMSprop, momentum=0.9), 10)
-    opt = dummy_opt((1e-2,)); opt.param_groups[0]['lr'] = 0.
-    with pytest.raises(ValueError, match='param group 0 lr=0.0'): OneCycle(opt, 10)
+    opt = dummy_opt((1e-2,)); opt.param_groups[0]['lr'] = -1.
+    with pytest.raises(ValueError, match='param group 0 lr=-1.0'): OneCycle(opt, 10)
+    with pytest.raises(TypeError, match='OneCycle needs a torch optimizer, got Linear'): OneCycle(nn.Linear(2, 1), 10)
+
+def test_max_lr_zero_is_one_rule():
+    "Issue 8: a peak of 0 is accepted (the group stays at 0) by OneCycle as by every other scheduler; negative refused."
+    opt = dummy_opt((1e-2, 1e-3)); s = OneCycle(opt, 10, max_lr=[0., 1e-2])
+    lrs,_ = trace(opt, s, 12)
+    assert all(l[0] == 0. for l in lrs) and 9e-3 < max(l[1] for l in lrs) <= 1e-2
+    opt = dummy_opt((0., 1e-3)); lrs,_ = trace(opt, OneCycle(opt, 10), 12)
+    assert all(l[0] == 0. for l in lrs)
+    opt = dummy_opt((0.,)); lrs,_ = trace(opt, CosineAnnealing(opt, 10), 12)
+    assert all(l[0] == 0. for l in lrs)
 
 @pytest.mark.parametrize('kw,msg', [(dict(T_max=None), 'T_max=None'), (dict(T_max=-3), 'T_max=-3'),
                                     (dict(eta_min=-1e-3), 'eta_min=-0.001')])

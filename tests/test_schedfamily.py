@@ -458,7 +458,8 @@ def test_bad_annealers(f, msg):
     assert msg in str(e.value), str(e.value)
 
 def test_proportion_needs_optimizer():
-    with pytest.raises(TypeError, match='lr_sched_or_opt='): ProportionScheduler(3, max_lr=0.1)
+    with pytest.raises(TypeError, match=r'ProportionScheduler \(of an optimizer, or of a scheduler with .optimizer\) needs a torch optimizer, got int'):
+        ProportionScheduler(3, max_lr=0.1)
 
 
 # ---------------------------------------------------------------- param groups
