@@ -148,7 +148,7 @@ class Learner:
                 raise TypeError(f"{nm}={f!r}: must be a function or class, e.g. F.cross_entropy / optim.AdamW")
         store_attr()
         self.opt,self.training,self.n_updates,self.step_skipped,self._hooks = None,False,0,False,None
-        self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch = 1,0,True,None,False
+        self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch,self.resuming = 1,0,True,None,False,False
         self.scaler = no_scaler()
 
     @property
@@ -312,6 +312,7 @@ class Learner:
             self.scaler = no_scaler()  # MixedPrecisionCB sets a real one in before_fit
             if self.opt_func: self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
             if self.accum > 1 and train: self.n_batches  # gradient accumulation needs len(dls.train): fail now if absent
+            self.resuming = state is not None  # callbacks with saved states check the fit is the same one
             if state is not None: self._restore_before_setup(state)
             self._index_hooks()
             self._with_cbs('fit', partial(self._fit, train, valid), CancelFitException)

@@ -343,7 +343,15 @@ class BaseSchedCB(Callback):
         "Builds the scheduler on the fit's new optimizer (the groups then hold step 0's values), or resumes a saved state."
         self.learn = learn
         n_epochs,per_epoch = self._lengths(learn)
+        if n_epochs * per_epoch == 0:
+            raise ValueError(f"{type(self).__name__}: this fit has no scheduler steps (n_epochs={n_epochs}, {per_epoch} per epoch"
+                             f"{': dls.train is empty' if per_epoch == 0 else ''}), so there is nothing to schedule")
         nb,nv = (len(dl) if hasattr(dl, '__len__') else None for dl in (learn.dls.train, getattr(learn.dls, 'valid', None)))
+        self._fit = dict(n_epochs=n_epochs, steps_per_epoch=per_epoch, opt=type(learn.opt).__name__)
+        if self.state is not None and 'fit' in self.state:  # check before building anything, then build the saved schedule
+            self._check_resume(learn, self.state)
+            n_epochs,per_epoch = self._fit['n_epochs'],self._fit['steps_per_epoch'] = (self.state['fit']['n_epochs'],
+                                                                                      self.state['fit']['steps_per_epoch'])
         self.sched,self._advance = make_sched(self.sched_fn, learn.opt, n_epochs, per_epoch, nb, nv)
         self.n = 0
         if self.state is not None:
@@ -353,11 +361,25 @@ class BaseSchedCB(Callback):
             self.n = st['n']
             if is_annealer(self.sched): self._advance(self.n)
 
+    def _check_resume(self, learn, st:dict):
+        """A saved state continues the schedule it was saved from. In a whole-fit resume (`fit(resume=...)`) the fit must
+        be the same; otherwise the new fit must have the same steps per epoch and optimizer, and no more steps than the
+        schedule has left (a later fit of the remaining epochs)."""
+        got,want,who = st['fit'],self._fit,type(self).__name__
+        keys = ('n_epochs', 'steps_per_epoch', 'opt') if getattr(learn, 'resuming', False) else ('steps_per_epoch', 'opt')
+        diff = [f"{k}: {got.get(k)!r} in the saved state, {want[k]!r} in this fit" for k in keys if got.get(k) != want[k]]
+        if diff: raise ValueError(f"{who}: the saved state is of a different fit (" + '; '.join(diff) +
+                                  "): resume with the same data, accumulation and optimizer")
+        left,steps = got['n_epochs'] * got['steps_per_epoch'] - st['n'],want['n_epochs'] * want['steps_per_epoch']
+        if not getattr(learn, 'resuming', False) and steps > left:
+            raise ValueError(f"{who}: the saved schedule has {left} steps left, and this fit would take {steps}: fit for at "
+                             f"most the steps left, or continue the whole fit with fit(n_epochs, resume=checkpoint)")
+
     def state_dict(self)->dict:
         "A copy of what the next fit needs to continue this one: the optimizer's state, the scheduler's, the step count."
         if self.sched is None: raise ValueError("state_dict(): no fit has started with this callback yet, so there is nothing to save")
         sd = self.sched.state_dict() if hasattr(self.sched, 'state_dict') else None
-        return deepcopy({'opt': self.learn.opt.state_dict(), 'sched': sd, 'n': self.n})
+        return deepcopy({'opt': self.learn.opt.state_dict(), 'sched': sd, 'n': self.n, 'fit': self._fit})
 
     def load_state_dict(self, state_dict:dict):
         "Make the next fit resume from `state_dict` (from `state_dict()`); applied in its `before_fit`."

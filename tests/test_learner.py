@@ -1,6 +1,7 @@
 "The Learner's contract: hook order, cancel semantics, per-fit callbacks, update counting, lr_find restoring state."
 from copy import deepcopy
 import math
+from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
@@ -195,3 +196,48 @@ def test_suggest_lr_picks_the_falling_stretch():
     assert lrs[10] <= lr <= lrs[20]
     with pytest.raises(ValueError, match='at least 3'): suggest_lr(lrs[:2], losses[:2])
     with pytest.raises(ValueError, match='gamma='): LRFinderCB(gamma=1.)
+
+# Issue 8, items 7-9: arguments checked when the Learner is built; empty passes; lr_find leaves callbacks alone.
+@pytest.mark.parametrize('kw,msg', [
+    (dict(cbs=[ProgressCB]), 'cbs[0]=ProgressCB: a callback class, not a callback: pass ProgressCB()'),
+    (dict(cbs=[MetricsCB(), 1]), 'cbs[1]=1: not a callback'),
+    (dict(loss_func='cross_entropy'), "loss_func='cross_entropy': must be a function"),
+    (dict(opt_func=None), 'opt_func=None: must be a function'),
+    (dict(lr=None), 'lr=None'),
+])
+def test_learner_arguments_checked_when_built(kw, msg):
+    with pytest.raises((TypeError, ValueError)) as e: TrainLearner(nn.Linear(3, 1), regression_dls(), **{'loss_func': F.mse_loss, **kw})
+    assert msg in str(e.value)
+
+def test_fit_cbs_checked():
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss)
+    with pytest.raises(TypeError, match=r'fit\(cbs=...\)\[0\]=SingleBatchCB: a callback class'): learn.fit(1, cbs=[SingleBatchCB])
+
+def test_momentum_learner_defaults_and_mom_checked():
+    MomentumLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss).fit(1)  # its own default lr works
+    for bad in (1.5, -0.1, 'x', True):
+        with pytest.raises(ValueError, match='mom='): MomentumLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, mom=bad)
+
+def test_empty_training_loader_is_named():
+    with pytest.raises(ValueError, match='dls.train .* has no batches'):
+        TrainLearner(nn.Linear(3, 1), DLs([], []), F.mse_loss).fit(1)
+
+def test_empty_validation_pass_shows_nan_not_zero():
+    mcb = MetricsCB(); mcb._log = lambda row: None
+    TrainLearner(nn.Linear(3, 1), DLs(regression_dls().train, []), F.mse_loss, cbs=[mcb]).fit(1)
+    assert math.isnan(mcb.history[-1]['valid_loss']) and mcb.history[-1]['train_loss'] > 0
+
+def test_lr_find_leaves_schedules_and_histories_alone():
+    from miniai.sched import BatchSchedCB, OneCycle, RecorderCB
+    mcb,rec,sch = MetricsCB(),RecorderCB(),BatchSchedCB(partial(OneCycle, max_lr=0.1))
+    mcb._log = lambda row: None
+    learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, lr=0.1, cbs=[mcb, rec, sch], opt_func=optim.AdamW)
+    learn.fit(2)
+    hist,recs,n,sched = deepcopy(mcb.history),deepcopy(rec.recs),learn.n_updates,sch.sched
+    seen = []
+    class Spy(Callback):
+        def after_step(self, learn): seen.append(learn.opt.param_groups[0]['lr'])
+    learn.cbs.append(Spy())
+    res = learn.lr_find(plot=False, start_lr=1e-4)
+    assert seen == res.lrs[:len(seen)] and all(b > a for a,b in zip(seen, seen[1:]))  # the finder's lrs, not OneCycle's
+    assert mcb.history == hist and rec.recs == recs and learn.n_updates == n and sch.sched is sched

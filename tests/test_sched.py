@@ -306,9 +306,12 @@ def test_resume_mid_fit(sched, k):
     sd = cb.state_dict()
     # a later fit, here only one epoch long: the saved length wins, the schedule carries on where it stopped
     cb2 = BatchSchedCB(sched, state=sd)
-    n = min(8, 16 - k)
-    learn.cbs.remove(cb); learn.fit(1, cbs=[cb2] + ([StopAfter(n)] if n < 8 else []))  # torch's OneCycleLR raises past its end
-    assert rec.recs['lr'][:n] == full_lr[k:k + n] and rec.recs['mom'][:n] == full_mom[k:k + n]
+    learn.cbs.remove(cb)
+    if 16 - k < 8:  # a fit longer than what the schedule has left is refused (it would run past the schedule's end)
+        with pytest.raises(ValueError, match=f'{16 - k} steps left, and this fit would take 8'): learn.fit(1, cbs=[cb2])
+        return
+    learn.fit(1, cbs=[cb2])
+    assert rec.recs['lr'] == full_lr[k:k + 8] and rec.recs['mom'] == full_mom[k:k + 8]
     # the fit after that starts afresh
     learn.fit(2, cbs=[cb2])
     assert rec.recs['lr'] == full_lr
@@ -321,8 +324,9 @@ def test_resume_with_load_state_dict_and_torch_sched():
     learn.fit(2, cbs=[StopAfter(6)])
     sd = cb.state_dict()
     cb.load_state_dict(sd)
-    learn.fit(2)
-    assert rec.recs['lr'][:10] == full[6:] and rec.recs['lr'][10:] == [full[-1]] * 6
+    with pytest.raises(ValueError, match='10 steps left, and this fit would take 16'): learn.fit(2)  # would run past the end
+    learn.fit(1)  # 8 of the 10 steps left: the schedule carries on where it stopped
+    assert rec.recs['lr'] == full[6:14]
 
 class SkipOdd(Callback):
     "Marks the step of odd batches as skipped (as an AMP grad scaler would)."
@@ -466,3 +470,32 @@ def test_length_given_as_none_is_filled():
     assert s.T_max == 21
     t = fill_length(partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1e-2, total_steps=None), n_epochs=2, per_epoch=5)(opt)
     assert t.total_steps == 10
+
+
+def test_state_resume_refuses_another_fit():
+    "A callback's saved state is refused by a fit with other batches per epoch or another optimizer, naming the difference."
+    cb = BatchSchedCB(partial(OneCycle, max_lr=1e-2))
+    learn = tiny_learner([cb]); learn.fit(2, cbs=[StopAfter(3)])
+    sd = cb.state_dict()
+    learn.cbs.remove(cb)
+    other = tiny_learner(n_train=5)  # 5 batches per epoch instead of 8
+    with pytest.raises(ValueError, match='steps_per_epoch: 8 in the saved state, 5 in this fit'):
+        other.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=sd)])
+    learn.opt_func = partial(optim.SGD, momentum=0.9)
+    with pytest.raises(ValueError, match="opt: 'AdamW' in the saved state, 'SGD' in this fit"):
+        learn.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=sd)])
+
+def test_annealer_state_resume_keeps_its_length():
+    "A plain function of the position resumed from a state keeps the saved fit's length (not the new, shorter fit's)."
+    f = lambda pos: 1e-2 * (1 - pos) + 1e-4
+    rec = RecorderCB(lr=rec_lr)
+    learn = tiny_learner([BatchSchedCB(f), rec]); learn.fit(2)
+    full = rec.recs['lr']
+    cb = BatchSchedCB(f)
+    learn = tiny_learner([cb, rec]); learn.fit(2, cbs=[StopAfter(8)])
+    sd = cb.state_dict()
+    learn.cbs.remove(cb); learn.fit(1, cbs=[BatchSchedCB(f, state=sd)])
+    assert rec.recs['lr'] == full[8:]
+
+def test_zero_step_fit_with_a_schedule_is_clear():
+    with pytest.raises(ValueError, match='no scheduler steps'): tiny_learner([BatchSchedCB(CosineAnnealing)]).fit(0)
