@@ -25,6 +25,7 @@ def main():
     from bench_learner import bench_learner
     from bench_data import bench_data
     from bench_sched import bench_sched
+    from bench_precision import bench_epoch_time, bench_accuracy
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print('\n== end to end (run first, in a fresh subprocess, while nothing else runs): miniai fit defaults')
@@ -39,6 +40,11 @@ def main():
     print('\n== scheduler step (us/step; target ratio <= 0.40 of torch OneCycleLR with momentum)')
     res['sched'] = r = bench_sched()
     print('  ' + json.dumps(r, default=str))
+    print('\n== mixed precision on the CPU: bf16 vs fp32 (s/epoch, interleaved; accuracy of miniai fit, 3 seeds)')
+    res['precision'] = r = bench_epoch_time()
+    print('  ' + ', '.join(f"{k} {v:.2f} s/epoch" for k,v in r['seconds_per_epoch'].items()) + f"; ratio bf16/fp32 {r['ratio_bf16_fp32']:.3f}")
+    res['precision_accuracy'] = r = bench_accuracy()
+    for p,d in r.items(): print(f"  {p}: " + ', '.join(f"seed {s} {v['accuracy']:.4f}" for s,v in d.items()))
     (here/'results.json').write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()

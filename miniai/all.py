@@ -10,19 +10,19 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'CLASS_NAMES', 'FILES', 'DEBIAN_DI
            'Callback', 'run_cbs', 'default_device', 'to_device', 'to_cpu', 'rng_state', 'set_rng_state',
            'load_checkpoint', 'GradAccumCB', 'Learner', 'no_scaler', 'scaler_step', 'TrainCB', 'TrainLearner',
            'MomentumLearner', 'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB',
-           'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find', 'set_seed', 'Hook', 'Hooks',
-           'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func',
-           'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field', 'set_field',
-           'field_setter', 'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS',
-           'anneal_cos', 'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle',
-           'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr',
-           'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES',
-           'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched',
-           'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo',
-           'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler',
-           'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB',
-           'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
-           'make_parser', 'fit_fashion_mnist', 'main']
+           'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'set_seed', 'Hook',
+           'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu',
+           'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field',
+           'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS',
+           'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends',
+           'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB',
+           'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'sched_values',
+           'plot_sched', 'NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched',
+           'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer',
+           'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched',
+           'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
+           'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'CheckpointCB', 'NonFiniteLossError',
+           'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -36,7 +36,7 @@ from .learner import (
     run_cbs, default_device, to_device, to_cpu, rng_state, set_rng_state, load_checkpoint,
     GradAccumCB, Learner, no_scaler, scaler_step, TrainCB, TrainLearner, MomentumLearner, DeviceCB,
     MetricsCB, in_notebook, format_row, ProgressCB, SingleBatchCB, LRFinderCB, smooth, suggest_lr,
-    LRFind, plot_lr_find, lr_find)
+    LRFind, plot_lr_find, lr_find_cbs, lr_find)
 from .activations import (
     set_seed, Hook, Hooks, HooksCallback, append_stats, get_hist, get_min, ActivationStats)
 from .init import (
@@ -54,7 +54,7 @@ from .schedfamily import (
     SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched,
     ProportionScheduler, CosineLrScheduler, no_wd_params, layer_units, param_groups, group_opt_func)
 from .precision import (
-    MixedPrecisionCB)
+    MixedPrecisionCB, native_bf16, auto_precision)
 from .checkpoint import (
     CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB, EarlyStoppingCB, SaveBestCB)
 from .cli import (
@@ -69,17 +69,18 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR'
     'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB', 'Learner', 'no_scaler',
     'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
     'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
-    'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find', 'set_seed', 'Hook', 'Hooks', 'HooksCallback',
-    'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func',
-    'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field',
-    'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS',
-    'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max', 'CosineAnnealing',
-    'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched',
-    'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss',
-    'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES', 'WarmupDecaySched',
-    'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched',
-    'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos',
-    'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched',
-    'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups',
-    'group_opt_func', 'MixedPrecisionCB', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
-    'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']
+    'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'set_seed', 'Hook', 'Hooks',
+    'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu',
+    'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field',
+    'get_field', 'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase',
+    'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max',
+    'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer',
+    'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd',
+    'rec_loss', 'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES',
+    'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched',
+    'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer',
+    'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
+    'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units',
+    'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
+    'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
+    'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']

@@ -6,11 +6,11 @@
 __all__ = ['make_parser', 'fit_fashion_mnist', 'main']
 
 # %% ../nbs/08_cli.ipynb #4fd36664
-import argparse, csv, io, math, sys, time
+import argparse, csv, errno, glob, io, math, os, re, secrets, sys, tempfile, time
 from functools import partial
 from pathlib import Path
 
-from .core import atomic_write
+from .core import atomic_write, clean_stale_tmp
 
 # %% ../nbs/08_cli.ipynb #6a115929
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +27,13 @@ def _positive(kind, name):
         return v
     return conv
 
+def _seed(s):
+    "A seed torch takes (`torch.manual_seed` overflows outside [-2**63, 2**64))."
+    try: v = int(s)
+    except ValueError: v = None
+    if v is None or not -2**63 <= v < 2**64: raise argparse.ArgumentTypeError(f"--seed={s!r}: must be an int in [-2**63, 2**64)")
+    return v
+
 def _fraction(s):
     try: v = float(s)
     except ValueError: raise argparse.ArgumentTypeError(f"--pct-start={s!r}: must be a number in (0, 1)")
@@ -35,28 +42,176 @@ def _fraction(s):
 
 def make_parser()->argparse.ArgumentParser:
     "The `miniai` command line: one sub-command, `fit`."
-    p = _Parser(prog='miniai', description='miniai: train the Fashion-MNIST conv net with a scheduler.', allow_abbrev=False)
-    sub = p.add_subparsers(dest='cmd', required=True, parser_class=partial(_Parser, allow_abbrev=False))
+    p = _Parser(prog='miniai', description='miniai: train the Fashion-MNIST conv net with a scheduler.', allow_abbrev=False,
+                epilog="'miniai COMMAND -h' lists the options of a command.")
+    sub = p.add_subparsers(dest='cmd', title='commands', metavar='COMMAND', parser_class=partial(_Parser, allow_abbrev=False))
     f = sub.add_parser('fit', help='train and write metrics.csv, loss.png, sched.png and model.pt')
     f.add_argument('--epochs', type=_positive(int, '--epochs'), default=5, help='epochs (default 5)')
     f.add_argument('--lr', type=_positive(float, '--lr'), default=6e-2, help='peak learning rate (default 6e-2)')
     f.add_argument('--bs', type=_positive(int, '--bs'), default=512, help='batch size (default 512)')
-    f.add_argument('--seed', type=int, default=42, help='random seed (default 42)')
+    f.add_argument('--seed', type=_seed, default=42, help='random seed (default 42)')
     f.add_argument('--sched', choices=('onecycle', 'cosine', 'none'), default='onecycle',
                    help="lr schedule: miniai's OneCycle (lr and beta1), CosineAnnealing, or none (default onecycle)")
     f.add_argument('--pct-start', type=_fraction, default=None, help='OneCycle: fraction of updates spent warming up (default 0.25)')
-    f.add_argument('--out', type=Path, default=Path('runs/latest'), help='output folder (default runs/latest)')
+    f.add_argument('--out', type=Path, default=Path('runs/latest'),
+                   help='link to the latest complete run; each run writes its own folder OUT.run-TIME-PID beside it (default runs/latest)')
     f.add_argument('--n-train', type=_positive(int, '--n-train'), default=None, help='use only the first N training images')
     f.add_argument('--n-valid', type=_positive(int, '--n-valid'), default=None, help='use only the first N test images')
     f.add_argument('--data', type=Path, default=None, help='folder with the four Fashion-MNIST IDX files (default: $MINIAI_DATA, then Debian\'s package)')
     f.add_argument('--quiet', action='store_true', help='no per-epoch table')
-    f.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
-                   help='fp32, or mixed precision: bf16 (CPU or recent GPUs) or fp16 with a gradient scaler (CUDA) (default fp32)')
+    f.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                   help='fp32, or mixed precision: bf16 (CPU or recent GPUs) or fp16 with a gradient scaler (CUDA); '
+                        'auto (default): bf16 on a CPU that computes it natively (AVX-512 BF16 / AMX), else fp32')
     f.add_argument('--accum', type=_positive(int, '--accum'), default=1,
                    help='batches whose gradients are summed into one update (default 1); the schedule counts updates')
     f.add_argument('--resume', type=Path, default=None,
-                   help='continue the fit saved in this checkpoint (OUT/checkpoint.pt), with the same options')
+                   help="continue the fit saved in this checkpoint (a run folder's checkpoint.pt, e.g. OUT/checkpoint.pt), with the same options")
     return p
+
+# %% ../nbs/08_cli.ipynb #e7a10c01
+_RUN_FILES = ('metrics.csv', 'loss.png', 'sched.png', 'model.pt', 'checkpoint.pt')  # what a run folder holds
+_TMP_RE = re.compile(r'^\..+\.miniai-[0-9a-f]{8}\.tmp$')  # miniai's temporary names, as `atomic_write` makes them
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM}  # a write the disk refused
+
+class OutputError(ValueError):
+    "`--out` cannot hold a run (a file in the way, a read-only or full disk, no permission): found before training."
+
+class OutputWriteError(RuntimeError):
+    "Writing a run's results failed after training; `rescue` is the folder the weights and metrics were saved to (or None)."
+    def __init__(self, msg, rescue=None): super().__init__(msg); self.rescue = rescue
+
+def _norm(out)->Path:
+    "`out` without a trailing slash or `..`; absolute when its name would be empty (`.`, `/`, `a/..`)."
+    o = Path(os.path.normpath(out))
+    return o if o.name not in ('', '.', '..') else Path(os.path.abspath(out))
+
+def run_folders(out)->list:
+    "The run folders of `--out` (its siblings `OUT.run-*`), oldest first."
+    o = _norm(out)
+    return sorted(p for p in o.parent.glob(f'{glob.escape(o.name)}.run-*') if p.is_dir() and not p.is_symlink())
+
+def _tmp_link(folder:Path, stem:str, target:str)->Path:
+    "A new symbolic link to `target`, named as miniai names its temporary files: `folder/.{stem}.miniai-XXXXXXXX.tmp`."
+    for _ in range(100):
+        tmp = folder/f'.{stem}.miniai-{secrets.token_hex(4)}.tmp'
+        try: os.symlink(target, tmp, target_is_directory=True); return tmp
+        except FileExistsError: continue
+    raise FileExistsError(f"{folder}: could not find a free temporary name after 100 tries")
+
+def _fsync_dir(d:Path):
+    "Make the entries of folder `d` durable (where the system allows it)."
+    try:
+        fd = os.open(d, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
+def clean_stale(out, # the `--out` path
+                older_than:float=600. # seconds since the last write after which a temporary file is stale
+               )->list: # the paths removed
+    """Removes miniai's stale temporary files (`.NAME.miniai-XXXXXXXX.tmp`, left by a killed process) beside `out`,
+    temporary links included, and in each of its run folders. Nothing else is touched."""
+    o = _norm(out)
+    res = clean_stale_tmp(o.parent, older_than)  # checks `older_than`
+    now = time.time()
+    try: entries = list(os.scandir(o.parent))
+    except OSError: entries = []
+    for e in entries:  # `clean_stale_tmp` leaves links alone; `publish_run`'s temporary link is ours
+        if not (_TMP_RE.match(e.name) and e.is_symlink()): continue
+        try:
+            if now - e.stat(follow_symlinks=False).st_mtime > older_than: os.unlink(e.path); res.append(Path(e.path))
+        except OSError: pass
+    for d in run_folders(o): res += clean_stale_tmp(d, older_than)
+    return res
+
+def _first_existing(p:Path)->Path:
+    for q in [p, *p.parents]:
+        if os.path.lexists(q): return q
+    return p
+
+def _migrate(o:Path, fail):
+    "An older miniai's real folder at `o`: removed if empty, moved into a run folder if it holds only miniai's outputs."
+    try: names = os.listdir(o)
+    except OSError as e: fail(f"cannot read this folder: {e.strerror}")
+    if not names:
+        try: o.rmdir(); return
+        except OSError as e: fail(f"cannot replace this empty folder by a link: {e.strerror}")
+    others = sorted(n for n in names if n not in _RUN_FILES and not _TMP_RE.match(n))
+    if others:
+        fail(f"is a folder holding files that are not miniai's ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): "
+             f"miniai makes OUT a link to its latest run folder and never touches other files; give --out a new path, "
+             f"or move this folder away")
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.localtime(o.stat().st_mtime))
+    aside = o.parent/f'{o.name}.run-{stamp}-old'
+    while os.path.lexists(aside): aside = o.parent/f'{aside.name}-{secrets.token_hex(2)}'
+    try:
+        os.rename(o, aside)  # then link `o` to it at once: the run stays reachable at `o`
+        os.symlink(aside.name, o, target_is_directory=True)
+    except OSError as e: fail(f"cannot move this older miniai output folder to {aside}: {e.strerror}")
+
+def prepare_out(out # the `--out` path: becomes a link to the run folder when the run is complete
+               )->Path: # the run's own new folder, beside `out`
+    """Before any training: checks that `out` can hold a run, and makes the run's own folder `OUT.run-TIME-PID` beside
+    it, writing and removing a probe file in it and a probe link beside `out`. Raises `OutputError` naming the path and
+    the problem otherwise, having changed nothing (but the folders above `out`, made if missing). An older miniai's
+    output folder at `out` is moved into a run folder (see above); any other real folder is refused."""
+    o = _norm(out)
+    def fail(problem): raise OutputError(f"--out {out}: {problem}")
+    if os.path.lexists(o) and not o.is_symlink() and not o.is_dir(): fail("is a file, not a folder")
+    f = _first_existing(o.parent)
+    if os.path.lexists(f) and not f.is_dir(): fail(f"{f} is a file, not a folder")
+    try: o.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e: fail(f"cannot create the folder {o.parent}: {e.strerror}")
+    run = o.parent/f"{o.name}.run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    while os.path.lexists(run): run = o.parent/f'{run.name}-{secrets.token_hex(2)}'
+    try: run.mkdir()
+    except OSError as e: fail(f"cannot create a folder in {o.parent}: {e.strerror}")
+    probe,link,where = run/f'.probe.miniai-{secrets.token_hex(4)}.tmp',None,run
+    try:
+        with open(probe, 'xb') as fh: fh.write(b'miniai probe\n'); fh.flush(); os.fsync(fh.fileno())
+        probe.unlink()
+        where = o.parent
+        link = _tmp_link(o.parent, o.name, run.name); link.unlink(); link = None
+        if o.is_dir() and not o.is_symlink(): _migrate(o, fail)
+    except OSError as e:
+        for q in (probe, link):
+            try:
+                if q is not None: q.unlink(missing_ok=True)
+            except OSError: pass
+        try: run.rmdir()
+        except OSError: pass
+        fail(f"cannot write in {where}: {e.strerror or e}")
+    except OutputError:
+        try: run.rmdir()
+        except OSError: pass
+        raise
+    return run
+
+def publish_run(run, # a complete run folder, beside `out`
+                out # the link to point at it
+               ):
+    "Points `out` at `run` atomically: a new relative link under a temporary name, renamed onto `out`."
+    run,o = Path(run),_norm(out)
+    _fsync_dir(run)
+    tmp = _tmp_link(o.parent, o.name, run.name)
+    try: os.replace(tmp, o)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(o.parent)
+
+def _disk_error(e:BaseException)->OSError|None:
+    "The OSError of a write the disk refused behind `e`, if any: torch.save turns ENOSPC into a RuntimeError (its context)."
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL: return e
+        e = e.__cause__ or e.__context__
+    return None
+
+def _drop_if_empty(d:Path):
+    try: d.rmdir()
+    except OSError: pass
 
 # %% ../nbs/08_cli.ipynb #69e0db88
 def _metrics_csv(history)->bytes:
@@ -76,53 +231,98 @@ def _loss_fig(train_losses, history, n_batches):
     ax.set_xlabel('training step'); ax.set_ylabel('cross-entropy loss'); ax.set_yscale('log'); ax.legend()
     return fig
 
+def _rescue(model, history)->tuple:
+    "Save the weights and the metrics into a new folder under the temporary folder (else the home folder): (folder, error)."
+    import torch
+    err = None
+    for base in (tempfile.gettempdir(), Path.home()):
+        d = None
+        try:
+            d = Path(tempfile.mkdtemp(prefix='miniai-rescue-', dir=base))
+            with open(d/'model.pt', 'wb') as f: torch.save(model.state_dict(), f); f.flush(); os.fsync(f.fileno())
+            with open(d/'metrics.csv', 'wb') as f: f.write(_metrics_csv(history)); f.flush(); os.fsync(f.fileno())
+            return d, None
+        except OSError as e:
+            err = e
+            if d is not None:
+                for n in ('model.pt', 'metrics.csv'): (d/n).unlink(missing_ok=True)
+                _drop_if_empty(d)
+    return None, err
+
+def _write_failed(what:str, e:OSError, model, history, out)->OutputWriteError:
+    d,err = _rescue(model, history)
+    saved = (f"the weights and the metrics were saved to {d}{os.sep} (model.pt, metrics.csv)" if d is not None
+             else f"they could not be saved anywhere either ({err})")
+    name = f" ({e.filename})" if getattr(e, 'filename', None) else ''
+    return OutputWriteError(f"{what} failed: {e.strerror or e}{name}; {saved}; "
+                            f"{out} was not changed", d)
+
 def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sched:str='onecycle', pct_start:float=0.25,
         out:Path=Path('runs/latest'), n_train:int=None, n_valid:int=None, data:Path=None, quiet:bool=False,
-        precision:str='fp32', accum:int=1, resume:Path=None)->dict:
-    """Train the conv net on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into `out`.
+        precision:str='auto', accum:int=1, resume:Path=None, run_dir:Path=None)->dict:
+    """Train the conv net on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into a new run folder
+    (`run_dir`, default `prepare_out(out)`), then make `out` a link to it (`publish_run`).
 
-    `out/checkpoint.pt` is written after every epoch and on Ctrl-C; `resume` continues such a fit (same options).
-    A non-finite loss stops the fit with `NonFiniteLossError`: nothing is written, the last checkpoint stays."""
+    `run_dir/checkpoint.pt` is written after every epoch and on Ctrl-C; `resume` continues such a fit (same options).
+    A non-finite loss stops the fit with `NonFiniteLossError`: `out` is not changed, the last checkpoint stays.
+    A write the disk refuses raises `OutputWriteError`, the weights and metrics saved elsewhere (its `rescue`)."""
     from functools import partial
     import torch
     import torch.nn.functional as F
     from torch import nn, optim
     from torcheval.metrics import MulticlassAccuracy
     from miniai.datasets import get_dls
-    from miniai.learner import TrainLearner, MetricsCB, ProgressCB, DeviceCB
+    from miniai.learner import TrainLearner, MetricsCB, ProgressCB, DeviceCB, def_device
     from miniai.activations import set_seed
     from miniai.init import GeneralRelu, get_model, init_weights
     from miniai.sched import BatchSchedCB, RecorderCB, OneCycle, CosineAnnealing, rec_lr, rec_mom, rec_loss, save_fig
     from miniai.learner import GradAccumCB
-    from miniai.precision import MixedPrecisionCB
+    from miniai.precision import MixedPrecisionCB, auto_precision
     from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB
 
     t0 = time.perf_counter()
-    set_seed(seed)
-    dls = get_dls(bs=bs, path=data, n_train=n_train, n_valid=n_valid)
-    model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
-    rec = RecorderCB(lr=rec_lr, mom=rec_mom)
-    losses = RecorderCB(loss=rec_loss)
-    metrics = MetricsCB(accuracy=MulticlassAccuracy())
-    cbs = [DeviceCB(), metrics, rec, losses]
-    if quiet: metrics._log = lambda row: None  # as ProgressCB does, but showing nothing
-    else: cbs.append(ProgressCB())
-    if sched == 'onecycle': cbs.append(BatchSchedCB(partial(OneCycle, pct_start=pct_start)))
-    elif sched == 'cosine': cbs.append(BatchSchedCB(CosineAnnealing))
-    if precision != 'fp32': cbs.append(MixedPrecisionCB(precision))
-    if accum > 1: cbs.append(GradAccumCB(accum))
     out = Path(out)
-    cbs += [TerminateOnNaNCB(), CheckpointCB(out/'checkpoint.pt', verbose=False)]
-    learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
-    learn.fit(epochs, resume=resume)
+    run = prepare_out(out) if run_dir is None else Path(run_dir)
+    try:
+        clean_stale(out)
+        set_seed(seed)
+        dls = get_dls(bs=bs, path=data, n_train=n_train, n_valid=n_valid)
+        model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+        rec = RecorderCB(lr=rec_lr, mom=rec_mom)
+        losses = RecorderCB(loss=rec_loss)
+        metrics = MetricsCB(accuracy=MulticlassAccuracy())
+        cbs = [DeviceCB(), metrics, rec, losses]
+        if quiet: metrics._log = lambda row: None  # as ProgressCB does, but showing nothing
+        else: cbs.append(ProgressCB())
+        if sched == 'onecycle': cbs.append(BatchSchedCB(partial(OneCycle, pct_start=pct_start)))
+        elif sched == 'cosine': cbs.append(BatchSchedCB(CosineAnnealing))
+        if precision == 'auto': precision = auto_precision(def_device)
+        if precision != 'fp32': cbs.append(MixedPrecisionCB(precision))
+        if accum > 1: cbs.append(GradAccumCB(accum))
+        cbs += [TerminateOnNaNCB(), CheckpointCB(run/'checkpoint.pt', verbose=False)]
+        learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
+        try: learn.fit(epochs, resume=resume)
+        except (OSError, RuntimeError) as e:
+            de = _disk_error(e)
+            if de is None or resume is not None and Path(getattr(de, 'filename', None) or '') == Path(resume): raise
+            raise _write_failed(f"writing the checkpoint {run/'checkpoint.pt'} (after {len(metrics.history)} epochs)",
+                                de, model, metrics.history, out) from e
+    except BaseException:
+        _drop_if_empty(run)  # an interrupted or failed run: its folder goes if nothing (no checkpoint) was written
+        raise
 
-    atomic_write(out/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history)))
-    save_fig(_loss_fig(losses.recs['loss'], metrics.history, len(dls.train)), out/'loss.png')
-    save_fig(rec.plot(), out/'sched.png')
-    atomic_write(out/'model.pt', lambda f: torch.save(model.state_dict(), f))
-    res = dict(accuracy=metrics.history[-1].get('accuracy'), seconds=time.perf_counter() - t0, out=str(out))
-    if not quiet: print(f"valid accuracy {res['accuracy']:.4f}; {res['seconds']:.1f} s in all; wrote {out}/"
-                        "{metrics.csv,loss.png,sched.png,model.pt}")
+    try:
+        atomic_write(run/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history)))
+        save_fig(_loss_fig(losses.recs['loss'], metrics.history, len(dls.train)), run/'loss.png')
+        save_fig(rec.plot(), run/'sched.png')
+        atomic_write(run/'model.pt', lambda f: torch.save(model.state_dict(), f))
+        publish_run(run, out)
+    except (OSError, RuntimeError) as e:
+        if (de := _disk_error(e)) is None: raise
+        raise _write_failed(f"writing the results to {run}", de, model, metrics.history, out) from e
+    res = dict(accuracy=metrics.history[-1].get('accuracy'), seconds=time.perf_counter() - t0, out=str(out), run=str(run))
+    if not quiet: print(f"valid accuracy {res['accuracy']:.4f}; {res['seconds']:.1f} s in all; wrote {run}/"
+                        f"{{metrics.csv,loss.png,sched.png,model.pt}}; {out} -> {run.name}")
     return res
 
 def _resume_cmd(argv, ckpt)->str:
@@ -137,27 +337,34 @@ def _resume_cmd(argv, ckpt)->str:
 def main(argv=None):
     "Entry point of the `miniai` console script and of `python -m miniai`."
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = make_parser().parse_args(argv)
+    p = make_parser()
+    args = p.parse_args(argv)
+    if args.cmd is None:  # `miniai` alone: the usage and the commands, on stderr, exit 2 (argparse's convention for errors)
+        p.print_help(sys.stderr)
+        p.exit(2, "miniai: error: a command is needed: miniai fit [options]\n")
     if args.cmd == 'fit':
         if args.pct_start is not None and args.sched != 'onecycle':
-            make_parser().error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
-        ckpt = args.out/'checkpoint.pt'
+            p.error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
+        try: run = prepare_out(args.out)  # before the data, the imports and the training
+        except OutputError as e: p.error(str(e))
+        ckpt = run/'checkpoint.pt'
         try:
             fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched,
                 pct_start=0.25 if args.pct_start is None else args.pct_start, out=args.out, n_train=args.n_train,
                 n_valid=args.n_valid, data=args.data, quiet=args.quiet, precision=args.precision, accum=args.accum,
-                resume=args.resume)
+                resume=args.resume, run_dir=run)
         except KeyboardInterrupt:
             msg = (f"checkpoint written to {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists()
                    else "no checkpoint was written yet")
-            sys.exit(print(f"\nminiai: interrupted; {msg}", file=sys.stderr) or 130)
+            sys.exit(print(f"\nminiai: interrupted; {args.out} was not changed; {msg}", file=sys.stderr) or 130)
+        except OutputWriteError as e: sys.exit(f"miniai: error: {e}")
         except Exception as e:
             from miniai.datasets import FashionMNISTError
             from miniai.checkpoint import NonFiniteLossError
             if isinstance(e, FashionMNISTError): sys.exit(f"miniai: {e}")
             if isinstance(e, NonFiniteLossError):
                 last = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
-                sys.exit(f"miniai: {e}\nminiai: nothing was written to {args.out} for this run; {last}")
+                sys.exit(f"miniai: {e}\nminiai: {args.out} was not changed by this run; {last}")
             if args.resume is not None and isinstance(e, (ValueError, FileNotFoundError)) and str(e).startswith('resume'):
-                make_parser().error(str(e))
+                p.error(str(e))
             raise

@@ -1,14 +1,25 @@
 "`miniai fit` as users run it: a real subprocess, real data (a subset), real files."
-import csv, subprocess, sys
+import csv, errno, os, random, re, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 import pytest
 from conftest import real_data
 
 MINIAI = str(Path(sys.executable).with_name('miniai'))
+SMALL = ('--n-train', '1024', '--n-valid', '256', '--bs', '256', '--quiet')  # a run of a few seconds
+OUTPUTS = ('metrics.csv', 'loss.png', 'sched.png', 'model.pt')
+TMP_RE = re.compile(r'^\..+\.miniai-[0-9a-f]{8}\.tmp$')  # miniai's temporary names (miniai.core)
 
-def run(*args, exe=(MINIAI,)):
-    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=600)
+def run(*args, exe=(MINIAI,), **kw):
+    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=600, **kw)
 
+def one_clear_line(r, *contains, rc=2):
+    "The command failed with exit status `rc` and one line on stderr holding `contains`, no traceback, nothing on stdout."
+    assert r.returncode == rc, (r.returncode, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr, r.stderr
+    for c in contains: assert c in r.stderr, (c, r.stderr)
+    assert r.stdout == ''
+
+# ------------------------------------------------------------------------------------------------ arguments (item 3)
 @pytest.mark.parametrize('args,msg', [
     (['fit', '--epochs', '-1'], "--epochs='-1': must be an int > 0"),
     (['fit', '--epochs', '0'], "--epochs='0'"),
@@ -18,19 +29,136 @@ def run(*args, exe=(MINIAI,)):
     (['fit', '--pct-start', '1.5'], "--pct-start='1.5'"),
     (['fit', '--sched', 'steps'], "invalid choice: 'steps'"),
     (['fit', '--frobnicate'], 'unrecognized arguments: --frobnicate'),
-    ([], 'the following arguments are required: cmd'),
+    (['fit', '--seed', '99999999999999999999'], "--seed='99999999999999999999': must be an int"),  # was a traceback
+    # no abbreviations: `--epoch 1` was taken as `--epochs 1`
+    (['fit', '--epoch', '1'], 'unrecognized arguments: --epoch 1'),
+    (['fit', '--ep=1'], 'unrecognized arguments: --ep=1'),
+    # --pct-start means nothing to these schedules: refused, not ignored
+    (['fit', '--sched', 'cosine', '--pct-start', '0.3'], '--pct-start=0.3 only applies to --sched onecycle, not --sched cosine'),
+    (['fit', '--pct-start', '0.3', '--sched', 'none'], '--pct-start=0.3 only applies to --sched onecycle, not --sched none'),
 ])
 def test_bad_arguments_one_line(args, msg):
-    r = run(*args)
-    assert r.returncode == 2
-    assert msg in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stdout == ''
+    one_clear_line(run(*args), msg)
+
+def test_no_command_prints_usage_and_commands():
+    r = run()  # was "error: the following arguments are required: cmd"
+    assert r.returncode == 2 and r.stdout == ''
+    assert r.stderr.startswith('usage: miniai'), r.stderr
+    assert re.search(r'^commands:$', r.stderr, re.M) and re.search(r'^\s+fit\s+train and write', r.stderr, re.M), r.stderr
+    assert 'miniai: error: a command is needed' in r.stderr.strip().splitlines()[-1]
+    assert 'required: cmd' not in r.stderr
 
 def test_missing_data_is_one_clear_error(tmp_path):
     r = run('fit', '--epochs', '1', '--data', str(tmp_path/'nowhere'), '--out', str(tmp_path/'o'))
     assert r.returncode != 0
     assert 'Traceback' not in r.stderr and 'nowhere' in r.stderr
+    assert not os.path.lexists(tmp_path/'o') and not list(tmp_path.glob('o.run-*'))  # the empty run folder is gone
+
+# ------------------------------------------------------------------------------------------------ an unusable --out (item 1)
+# `--data nowhere`: the --out error comes first, so it is found before the data is loaded (and before any training).
+def test_out_is_a_file(tmp_path):
+    f = tmp_path/'f'; f.write_text('mine')
+    one_clear_line(run('fit', '--data', 'nowhere', '--out', str(f)), f'--out {f}: is a file, not a folder')
+    assert f.read_text() == 'mine' and sorted(os.listdir(tmp_path)) == ['f']
+
+def test_out_under_a_file(tmp_path):
+    f = tmp_path/'f'; f.write_text('mine')
+    one_clear_line(run('fit', '--data', 'nowhere', '--out', str(f/'runs'/'latest')), f'--out {f}/runs/latest: {f} is a file, not a folder')
+    assert f.read_text() == 'mine' and sorted(os.listdir(tmp_path)) == ['f']
+
+def test_out_is_a_user_folder_refused_untouched(tmp_path):
+    d = tmp_path/'thesis'; d.mkdir(); (d/'ch1.tex').write_text('keep')
+    one_clear_line(run('fit', '--data', 'nowhere', '--out', str(d)), f'--out {d}: is a folder holding files that are not miniai', 'ch1.tex')
+    assert (d/'ch1.tex').read_text() == 'keep' and not d.is_symlink() and sorted(os.listdir(tmp_path)) == ['thesis']
+
+@real_data
+def test_out_older_miniai_folder_moved_into_a_run_folder(tmp_path):
+    old = tmp_path/'latest'; old.mkdir()
+    for n in OUTPUTS: (old/n).write_bytes(b'old ' + n.encode())
+    r = run('fit', '--epochs', '1', *SMALL, '--out', str(old))
+    assert r.returncode == 0, r.stderr
+    aside = [p for p in tmp_path.iterdir() if p.name.endswith('-old')]
+    assert len(aside) == 1 and all((aside[0]/n).read_bytes() == b'old ' + n.encode() for n in OUTPUTS)  # nothing lost
+    assert old.is_symlink() and whole_run(old) == 1
+
+def _private_mounts_ok()->bool:
+    "Can this test make a private mount namespace with a tmpfs (root, or a user namespace)? Tests run as root, where"
+    "chmod does not stop writes: a read-only or full tmpfs is a real read-only or full disk."
+    if not shutil.which('unshare'): return False
+    r = subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=16k tmpfs /mnt'],
+                       capture_output=True)
+    return r.returncode == 0
+private_mounts = pytest.mark.skipif(not _private_mounts_ok(), reason='needs `unshare -m` and tmpfs mounts')
+
+def in_tmpfs(mnt:Path, opts:str, prep:str, *args, env=None):
+    "Run `miniai *args` with a tmpfs mounted (with `opts`) on `mnt`, in a private mount namespace, after shell `prep`."
+    mnt.mkdir(exist_ok=True)
+    q = ' '.join(f"'{a}'" for a in (MINIAI, *args))
+    return subprocess.run(['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+                           f"mount -t tmpfs -o {opts} tmpfs '{mnt}' && {prep} exec {q}"],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+@private_mounts
+@pytest.mark.parametrize('kind,opts,prep,problem', [
+    ('read-only', 'ro,size=1m', '', 'Read-only file system'),
+    ('full', 'size=16k', "mkdir {m}/runs; dd if=/dev/zero of={m}/fill bs=4k count=64 2>/dev/null;", 'No space left on device'),
+])
+def test_out_read_only_or_full(tmp_path, kind, opts, prep, problem):
+    m = tmp_path/'disk'
+    out = m/'runs'/'latest' if kind == 'full' else m/'latest'
+    r = in_tmpfs(m, opts, prep.format(m=m), 'fit', '--data', 'nowhere', '--out', str(out))
+    one_clear_line(r, f'--out {out}: ', problem)
+
+@real_data
+@private_mounts
+def test_checkpoint_write_fails_mid_fit_results_rescued(tmp_path):
+    "A real disk that fills up during the fit: 256 KiB pass the probe, the first checkpoint (~650 KiB) does not fit."
+    m,rescue_base = tmp_path/'disk',tmp_path/'tmp'; rescue_base.mkdir()
+    r = in_tmpfs(m, 'size=256k', '', 'fit', '--epochs', '2', *SMALL, '--out', str(m/'latest'),
+                 env={**os.environ, 'TMPDIR': str(rescue_base)})
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'No space left on device' in r.stderr and 'checkpoint' in r.stderr, r.stderr
+    saved = Path(re.search(r'saved to (\S+?)/? \(model\.pt, metrics\.csv\)', r.stderr).group(1))
+    assert saved.parent == rescue_base
+    assert zipfile.ZipFile(saved/'model.pt').testzip() is None
+    assert len(list(csv.DictReader(open(saved/'metrics.csv')))) == 1  # the first epoch's row
+
+@real_data
+def test_final_write_fails_results_rescued(tmp_path, monkeypatch, capsys):
+    "In-process (the only way to fail exactly the last writes): `atomic_write` of model.pt raises ENOSPC as a full disk does."
+    import tempfile, torch
+    import miniai.cli as cli
+    out = tmp_path/'runs'/'latest'
+    prev = cli.prepare_out(out)
+    for n in OUTPUTS: (prev/n).write_bytes(b'previous')
+    cli.publish_run(prev, out)
+    real = cli.atomic_write
+    def full_disk(path, write):
+        if Path(path).name == 'model.pt': raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, write)
+    monkeypatch.setattr(cli, 'atomic_write', full_disk)
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path/'tmp')); (tmp_path/'tmp').mkdir()
+    with pytest.raises(SystemExit) as e: cli.main(['fit', '--epochs', '1', *SMALL, '--out', str(out)])
+    msg = str(e.value.code)
+    assert msg.startswith('miniai: error: writing the results') and 'No space left on device' in msg and 'model.pt' in msg, msg
+    saved = Path(re.search(r'saved to (\S+?)/? \(model\.pt, metrics\.csv\)', msg).group(1))
+    assert saved.parent == tmp_path/'tmp'
+    sd = torch.load(saved/'model.pt', weights_only=True)
+    assert len(sd) > 10 and all(torch.isfinite(v.float()).all() for v in sd.values())
+    assert len(list(csv.DictReader(open(saved/'metrics.csv')))) == 1
+    assert os.readlink(out) == prev.name and (out/'model.pt').read_bytes() == b'previous'  # --out not switched
+
+# ------------------------------------------------------------------------------------------------ runs
+def whole_run(d:Path)->int:
+    "Checks `d` holds one whole run (the four outputs complete, and the checkpoint, nothing else); returns its epochs."
+    assert sorted(os.listdir(d)) == sorted([*OUTPUTS, 'checkpoint.pt']), os.listdir(d)
+    rows = list(csv.DictReader(open(d/'metrics.csv')))
+    assert rows and [r['epoch'] for r in rows] == [str(i+1) for i in range(len(rows))]
+    for png in ('loss.png', 'sched.png'):
+        b = (d/png).read_bytes()
+        assert b[:8] == b'\x89PNG\r\n\x1a\n' and b[-8:] == b'IEND\xaeB`\x82', png  # whole: from signature to end chunk
+    for pt in ('model.pt', 'checkpoint.pt'): assert zipfile.ZipFile(d/pt).testzip() is None  # every member's CRC
+    return len(rows)
 
 @real_data
 @pytest.mark.parametrize('exe', [(MINIAI,), (sys.executable, '-m', 'miniai')])
@@ -49,6 +177,7 @@ def test_fit_end_to_end_on_a_subset(tmp_path, exe):
     table = [l for l in r.stdout.splitlines() if l.strip()]
     assert table[0].split()[:3] == ['epoch', 'train_loss', 'valid_loss']
     assert [l.split()[0] for l in table[1:3]] == ['0', '1']
+    assert out.is_symlink() and re.fullmatch(r'run\.run-\d{8}-\d{6}-\d+', os.readlink(out))  # a link to its run folder
 
 @real_data
 def test_sched_none_and_cosine(tmp_path):
@@ -56,3 +185,83 @@ def test_sched_none_and_cosine(tmp_path):
         r = run('fit', '--epochs', '1', '--n-train', '2048', '--n-valid', '512', '--sched', s, '--out', str(tmp_path/s), '--quiet')
         assert r.returncode == 0, r.stderr
         assert (tmp_path/s/'metrics.csv').exists()
+
+@real_data
+@pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
+def test_ctrl_c_resume_line_names_a_real_checkpoint(tmp_path):
+    "A real Ctrl-C: the printed resume line names the run folder's checkpoint, which exists, and running it completes the run."
+    out = tmp_path/'runs'/'latest'
+    args = ['fit', '--epochs', '3', '--n-train', '2048', '--n-valid', '256', '--bs', '256', '--quiet', '--out', str(out)]
+    p = subprocess.Popen([MINIAI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t = time.time()
+        while not list(out.parent.glob('latest.run-*/checkpoint.pt')) and p.poll() is None and time.time() - t < 120: time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        _,err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None: p.kill(); p.communicate()
+    assert p.returncode == 130, err
+    line = err.strip().splitlines()[-1].strip()
+    assert line.startswith('miniai fit ') and ' --resume ' in line, err
+    ck = Path(line.split(' --resume ')[-1])
+    assert ck.is_file() and ck.parent.name.startswith('latest.run-') and ck.parent.parent == out.parent, err
+    assert not os.path.lexists(out)  # an interrupted run does not become the latest
+    r = run(*line.split()[1:])
+    assert r.returncode == 0, r.stderr
+    assert whole_run(out) == 3 and out.resolve() != ck.parent.resolve()  # the resumed run is a run of its own
+
+@real_data
+@pytest.mark.skipif(os.name != 'posix', reason='SIGKILL and symlinks')
+def test_kill_9_around_the_final_writes_latest_stays_whole(tmp_path):
+    """`miniai fit` killed with SIGKILL at random moments from its last checkpoint to its exit (the final writes and the
+    switch of the link): `--out` is always the previous whole run or the new whole run. Then a later run removes
+    miniai's stale temporary files (aged by hand: the cleaning age is 10 minutes) and keeps fresh ones."""
+    runs = tmp_path/'runs'; out = runs/'latest'
+    r = run('fit', '--epochs', '2', *SMALL, '--out', str(out))  # the previous run: 2 epochs, told apart by its rows
+    assert r.returncode == 0, r.stderr
+    epochs = {os.readlink(out): 2}
+    def start():
+        "A 1-epoch run; returns the process, its run folder and the time its checkpoint appeared (its final writes follow)."
+        known = set(os.listdir(runs))
+        p = subprocess.Popen([MINIAI, 'fit', '--epochs', '1', *SMALL, '--out', str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            new = [n for n in os.listdir(runs) if n not in known and n.startswith('latest.run-')]
+            if new and (runs/new[0]/'checkpoint.pt').exists(): return p, new[0], time.perf_counter()
+            if p.poll() is not None: break
+            time.sleep(0.005)
+        p.kill(); raise AssertionError(p.communicate()[1])
+    p,name,t = start()  # a reference run: how long from its checkpoint to the switch of the link (the final writes)
+    while os.readlink(out) != name and p.poll() is None: time.sleep(0.002)
+    span = time.perf_counter() - t
+    assert p.wait() == 0 and os.readlink(out) == name
+    epochs[name] = 1
+    rng,before,after = random.Random(8),0,0
+    n = 10
+    for i in range(n):
+        prev = os.readlink(out)
+        p,name,t = start()
+        time.sleep(max(0., t + span*1.5*(i + rng.random())/n - time.perf_counter()))  # spread over [0, 1.5 span]
+        p.send_signal(signal.SIGKILL); p.wait()
+        dt = time.perf_counter() - t
+        now = os.readlink(out)
+        assert now in (prev, name), (prev, name, now)
+        if now == name: epochs[name] = 1; after += 1
+        else: before += 1; span = max(span, dt)  # a loaded machine: the final writes take longer than measured
+        assert whole_run(out) == epochs[now]  # never a mix: all files complete, the right run's rows
+    print(f'kills: {before} before the switch of the link, {after} after it (span {span:.2f} s)')
+    assert before >= 1
+    # stale temporary files: some left by the kills, planted ones too (a file, and a temporary link beside --out)
+    killed = [d for d in runs.iterdir() if d.is_dir() and not d.is_symlink() and d.name not in epochs]
+    planted = [(killed or [runs/name])[0]/'.model.pt.miniai-0badc0de.tmp', runs/'.latest.miniai-0badbeef.tmp']
+    planted[0].write_bytes(b'half'); os.symlink(name, planted[1])
+    old = time.time() - 3600
+    stale = [p for p in runs.rglob('.*') if TMP_RE.match(p.name)]
+    for s in stale: os.utime(s, (old, old), follow_symlinks=False)
+    fresh = runs/name/'.metrics.csv.miniai-00c0ffee.tmp'; fresh.write_bytes(b'being written')  # by another run, now
+    r = run('fit', '--epochs', '1', *SMALL, '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    assert whole_run(out) == 1
+    left = [p for p in runs.rglob('.*') if TMP_RE.match(p.name)]
+    assert left == [fresh], (left, stale)
