@@ -36,7 +36,13 @@ class CheckpointCB(Callback):
         self.path,self.saved = Path(path),None
 
     def save(self, learn):
-        "Write the checkpoint now; `saved` keeps its position."
+        "Write the checkpoint now (`saved` keeps its position), unless the model holds NaN/inf: the last good one stays."
+        bad = [k for k,v in learn.model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            print(f"miniai: checkpoint not written at update {learn.n_updates}: the model has non-finite values "
+                  f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); {self.path} keeps the last good state",
+                  file=sys.stderr, flush=True)
+            return
         learn.save_checkpoint(self.path)
         self.saved = learn.pos
 

@@ -809,3 +809,17 @@ def test_predict_with_an_argument_on_a_plain_learner_is_clear():
     learn = Learner(nn.Linear(8, 2), class_dls(), F.cross_entropy, cbs=[TrainCB()])
     with pytest.raises(TypeError, match='predict_batch'): learn.predict(torch.zeros(1, 8))
     with pytest.raises(TypeError, match='takes no arguments'): learn.step(1)
+
+def test_checkpoint_not_written_with_non_finite_weights(tmp_path, capsys):
+    "A model whose weights went to inf/nan is never written over the last good checkpoint."
+    ck = tmp_path/'ck.pt'
+    class Poison(Callback):
+        order = CheckpointCB.order - 1
+        def cleanup_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 2:
+                with torch.no_grad(): learn.model[0].weight.fill_(float('nan'))
+    learn = make_learn(Poison(), CheckpointCB(ck, every_updates=1))
+    learn.fit(2)
+    st = torch.load(ck, weights_only=False)
+    assert st['pos']['n_updates'] == 12 and all(torch.isfinite(v).all() for v in st['model'].values() if v.is_floating_point())
+    assert 'checkpoint not written at update 13' in capsys.readouterr().err
