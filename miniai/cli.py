@@ -17,13 +17,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-def _positive(kind, name):
-    what = 'an int' if kind is int else 'a number'
+def _positive(kind, name, hi=None):
+    what = ('an int' if kind is int else 'a number') + ' > 0' + (f' and <= {hi:,}' if hi else '')
     def conv(s):
         try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"{name}={s!r}: must be {what} > 0") from None
-        if not v > 0 or (kind is float and not math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{name}={s!r}: must be {what} > 0")
+        except ValueError: raise argparse.ArgumentTypeError(f"{name}={s!r}: must be {what}") from None
+        if not v > 0 or (kind is float and not math.isfinite(v)) or (hi and v > hi):
+            raise argparse.ArgumentTypeError(f"{name}={s!r}: must be {what}")
         return v
     return conv
 
@@ -46,7 +46,7 @@ def make_parser()->argparse.ArgumentParser:
                 epilog="'miniai COMMAND -h' lists the options of a command.")
     sub = p.add_subparsers(dest='cmd', title='commands', metavar='COMMAND', parser_class=partial(_Parser, allow_abbrev=False))
     f = sub.add_parser('fit', help='train and write metrics.csv, loss.png, sched.png and model.pt')
-    f.add_argument('--epochs', type=_positive(int, '--epochs'), default=5, help='epochs (default 5)')
+    f.add_argument('--epochs', type=_positive(int, '--epochs', hi=10**6), default=5, help='epochs (default 5)')
     f.add_argument('--lr', type=_positive(float, '--lr'), default=6e-2, help='peak learning rate (default 6e-2)')
     f.add_argument('--bs', type=_positive(int, '--bs'), default=512, help='batch size (default 512)')
     f.add_argument('--seed', type=_seed, default=42, help='random seed (default 42)')

@@ -61,6 +61,8 @@ def _read_bytes(path:Path)->bytes:
 # %% ../nbs/01_datasets.ipynb #71c510a1
 def read_idx(path)->torch.Tensor:
     "Read the IDX file at `path` (gzipped or plain) into a `uint8` tensor: 3-d for images, 1-d for labels."
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or str(path) == '':
+        raise TypeError(f"path={path!r}: must be the path of an IDX file (a str or pathlib.Path, not empty)")
     path = Path(path)
     raw = _read_bytes(path)
     magic = int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else None

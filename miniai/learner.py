@@ -142,6 +142,7 @@ class Learner:
         _check_lr(lr)
         cbs = L(cbs)
         _check_cbs(cbs, 'cbs')
+        _check_dls(dls)
         if not isinstance(model, nn.Module): raise TypeError(f"model={model!r}: must be a torch nn.Module")
         for nm,f in (('loss_func', loss_func), ('opt_func', opt_func)):
             if not callable(f) or isinstance(f, type) and not issubclass(f, (optim.Optimizer, nn.Module)):
@@ -289,8 +290,8 @@ class Learner:
         With `resume`, the fit continues where the checkpoint was taken (mid-epoch included): model, optimizer,
         every stateful callback, grad scaler, counts, data order and random generators are restored, so that the
         finished run is the one an uninterrupted fit would have given. A checkpoint of a different fit is refused."""
-        if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 0:
-            raise ValueError(f"n_epochs={n_epochs!r}: must be an int >= 0")
+        if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or not 0 <= n_epochs <= 2**53:
+            raise ValueError(f"n_epochs={n_epochs!r}: must be an int >= 0 (at most 2**53)")
         if lr is not None: _check_lr(lr)
         for nm,flag in (('train', train), ('valid', valid)):
             if flag and not hasattr(self.dls, nm):
@@ -310,7 +311,7 @@ class Learner:
             self.accum,self.update_now,self._group = self._find_accum(),True,1
             self.pos,self._pass_rng,self.mid_batch = (0, 'train', 0),None,False
             self.scaler = no_scaler()  # MixedPrecisionCB sets a real one in before_fit
-            if self.opt_func: self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
+            if self.opt_func: self.opt = self._make_opt(self.lr if lr is None else lr)
             if self.accum > 1 and train: self.n_batches  # gradient accumulation needs len(dls.train): fail now if absent
             self.resuming = state is not None  # callbacks with saved states check the fit is the same one
             if state is not None: self._restore_before_setup(state)
@@ -319,6 +320,15 @@ class Learner:
         finally:
             for cb in cbs: self.cbs.remove(cb)
             self._hooks = None
+
+    def _make_opt(self, lr):
+        "`opt_func(params, lr)`, with an error naming `opt_func` when it cannot build an optimizer from them."
+        try: opt = self.opt_func(self.model.parameters(), lr)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"opt_func={_short(self.opt_func)} failed as opt_func(params, lr={lr}): {e}") from e
+        if not hasattr(opt, 'param_groups'):
+            raise TypeError(f"opt_func={_short(self.opt_func)} returned {_short(opt)}, not a torch optimizer")
+        return opt
 
     def _find_accum(self)->int:
         accs = [cb for cb in self.cbs if isinstance(cb, GradAccumCB)]
@@ -333,9 +343,21 @@ def _check_cbs(cbs, what:str):
         if not hasattr(cb, 'order'):
             raise TypeError(f"{what}[{i}]={cb!r}: not a callback (a Callback instance, with hook methods and an `order`)")
 
+_F32_MAX = torch.finfo(torch.float32).max
+
 def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"lr={lr!r}: must be a finite number > 0")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= _F32_MAX:
+        raise ValueError(f"lr={lr!r}: must be a finite number > 0 (at most {_F32_MAX:.3g}, the parameters' float32)")
+
+def _short(o, n:int=60)->str:
+    r = repr(o)
+    return r if len(r) <= n else r[:n] + '...'
+
+def _check_dls(dls):
+    "Each of `dls.train` / `dls.valid` that is there must be an iterable of batches."
+    for nm in ('train', 'valid'):
+        if hasattr(dls, nm) and not hasattr(getattr(dls, nm), '__iter__'):
+            raise TypeError(f"dls.{nm}={_short(getattr(dls, nm))}: must be an iterable of batches (a DataLoader, MemoryDL, list...)")
 
 def no_scaler():
     "A disabled `torch.amp.GradScaler`: `scale(loss)` is `loss` and `step(opt)` is `opt.step()`. The default `learn.scaler`."
@@ -352,6 +374,12 @@ def scaler_step(scaler, # `learn.scaler`
     scaler.step(opt); scaler.update()
     return scaler.get_scale() < s
 
+def _bad_loss(learn):
+    l = learn.loss
+    why = (f"a {type(l).__name__}, not a tensor" if not isinstance(l, torch.Tensor) else
+           "a tensor without a gradient (not computed from the model's outputs?)")
+    raise TypeError(f"loss_func={_short(learn.loss_func)} gave {why}: the training loss must be a tensor to backpropagate")
+
 def _divide_grads(opt, k:int):
     "Divide the accumulated gradients of `opt`'s parameters by `k` (the batches summed into them)."
     gs = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
@@ -363,7 +391,9 @@ class TrainCB(Callback):
     def __init__(self, n_inp:int=1): self.n_inp = n_inp
     def predict(self, learn): learn.preds = learn.model(*learn.batch[:self.n_inp])
     def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp:])
-    def backward(self, learn): learn.scaler.scale(learn.loss).backward()
+    def backward(self, learn):
+        if not (isinstance(learn.loss, torch.Tensor) and learn.loss.requires_grad): _bad_loss(learn)
+        learn.scaler.scale(learn.loss).backward()
     def step(self, learn):
         if scaler_step(learn.scaler, learn.opt): learn.step_skipped = True
     def zero_grad(self, learn): learn.opt.zero_grad()
@@ -376,12 +406,17 @@ class TrainLearner(Learner):
     def predict(self, *args):
         "Forward pass: sets `self.preds` from `self.batch` (training step; see `predict_batch` for new data)."
         if args: raise TypeError(_PREDICT_MSG)
-        self.preds = self.model(self.batch[0])
+        b = self.batch
+        if not isinstance(b, (tuple, list)) or len(b) < 2:
+            raise TypeError(f"dls gave a batch {_short(b, 40)} ({type(b).__name__}): TrainLearner needs (x, y) batches")
+        self.preds = self.model(b[0])
     def get_loss(self):
         "Sets `self.loss` from `self.preds` and the targets."
-        self.loss = self.loss_func(self.preds, self.batch[1])
+        try: self.loss = self.loss_func(self.preds, self.batch[1])
+        except TypeError as e: raise TypeError(f"loss_func={_short(self.loss_func)} failed as loss_func(preds, targets): {e}") from e
     def backward(self):
         "Backpropagates `self.loss` (through `self.scaler`: scaled under fp16 mixed precision, as is otherwise)."
+        if not (isinstance(self.loss, torch.Tensor) and self.loss.requires_grad): _bad_loss(self)
         self.scaler.scale(self.loss).backward()
     def step(self):
         "One optimizer update (through `self.scaler`, which may skip it: then `step_skipped` is set)."
@@ -421,6 +456,10 @@ class MetricsCB(Callback):
                  **metrics # torcheval metrics by name, e.g. `accuracy=MulticlassAccuracy()`
                 ):
         for o in ms: metrics[type(o).__name__] = o
+        for k,m in metrics.items():
+            if not all(callable(getattr(m, a, None)) for a in ('update', 'compute', 'reset')):
+                raise TypeError(f"{k}={_short(m)}: not a metric (a torcheval Metric, with update/compute/reset)")
+        if not isinstance(train_metrics, bool): raise ValueError(f"train_metrics={train_metrics!r}: must be True or False")
         self.metrics,self.train_metrics = metrics,train_metrics
         self.loss = Mean()
         self.history,self.row,self._pending,self._resume,self._resume_acc = [],None,False,None,None

@@ -29,6 +29,8 @@ class MixedPrecisionCB(Callback):
         if dtype is not None and not (isinstance(dtype, (str, torch.dtype)) and dtype in _DTYPES):
             raise ValueError(f"dtype={dtype!r}: must be None, 'bf16' or 'fp16' (torch.bfloat16 / torch.float16)")
         if device_type not in (None, 'cpu', 'cuda'): raise ValueError(f"device_type={device_type!r}: must be None, 'cpu' or 'cuda'")
+        if device_type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError("device_type='cuda': no CUDA device is available here (leave it None to follow the model)")
         self.dtype,self.device_type,self._ac,self._resume = None if dtype is None else _DTYPES[dtype],device_type,None,None
 
     def before_fit(self, learn):

@@ -18,6 +18,8 @@ def resolve_field(pg:dict, # a param group of a torch optimizer
                   field:str # 'lr', 'weight_decay', 'eps', 'momentum', 'beta1', 'beta2', 'mom', ...
                  )->str:
     "The concrete name of `field` in `pg`: 'mom' becomes 'beta1' (Adam-like) or 'momentum' (SGD, RMSprop)."
+    if not isinstance(field, str):
+        raise TypeError(f"field={field!r}: must be the name of a param-group field (a str such as 'lr' or 'mom')")
     if field == 'mom':
         if 'betas' in pg: return 'beta1'
         if 'momentum' in pg: return 'momentum'
@@ -144,6 +146,8 @@ def check_opt(opt, # what was passed as the optimizer
         raise TypeError(f"{owner} needs a torch optimizer, got {type(opt).__name__}: {_short(opt)}")
     if not pgs: raise ValueError(f"{owner}: the optimizer {type(opt).__name__} has no param groups: there is nothing to schedule")
     if field is None: return opt
+    if not isinstance(field, str):
+        raise TypeError(f"{name}={_short(field)}: must be the name of a param-group field (a str such as 'lr' or 'mom')")
     for i,pg in enumerate(pgs):
         try: v = get_field(pg, field)
         except ValueError as e: raise ValueError(f"{name}={field!r}: {e}") from None  # names the group's fields

@@ -154,7 +154,7 @@ class WSDSched(WarmupDecaySched):
                  decay_shape:str='1-sqrt', # 'cosine', 'linear', '1-sqrt' or '1-square'
                  **kwargs): # as `WarmupDecaySched`
         "As `WarmupDecaySched`, with the decay phase's length and shape; the stable phase is what is left."
-        if decay_shape not in _WSD_DECAYS: _fail('decay_shape', decay_shape, f"must be one of {list(_WSD_DECAYS)}")
+        if not isinstance(decay_shape, str) or decay_shape not in _WSD_DECAYS: _fail('decay_shape', decay_shape, f"must be one of {list(_WSD_DECAYS)}")
         self.decay_shape,self._decay_steps,self._decay_pct = decay_shape,decay_steps,decay_pct
         super().__init__(optimizer, T_max, **kwargs)
 
@@ -238,7 +238,7 @@ def _fit_cycles(self:CosineRestartsSched, k:int):
     "Called by the constructor for `n_cycles=k`: checks that `k` cycles fit in `T_max`, each with at least one cosine update."
     if self.T_max is None: _fail('n_cycles', k, "needs T_max (the cycles are fitted into it)")
     tot = self.T_max - self._warm_before(k)
-    if tot < k: _fail('n_cycles', k, f"T_max={self.T_max} leaves {tot} updates for {k} cosines after the warmups")
+    if tot < k: _fail('n_cycles', k, f"T_max={self.T_max} leaves {tot} updates for {k} cosines after the warmups (warmup_steps={self.warmup}, {'each cycle' if self.warmup_each_cycle else 'first cycle only'})")
     self._k,self._tot = k,tot
     # the exact shares grow (m > 1) or shrink (m < 1) with c; where a share is under 1 update the rounded lengths are
     # 0 or 1, so those cycles all get an update exactly when their rounded ends span as many updates as there are cycles
@@ -404,7 +404,7 @@ class ChebyshevSched(StatefulSchedulerBase):
         super().__init__(optimizer, param_group_field)
         self.T_max = _T_max(T_max, type(self).__name__)
         small_m = check_num('small_m', small_m, lo=0, lo_open=True)
-        big_m = check_num('big_m', big_m, lo=small_m, lo_open=True)
+        big_m = check_num('big_m', big_m, lo=small_m, lo_open=True, what=f'a number > small_m={small_m}')
         fractal,pow2 = check_bool('fractal', fractal),check_bool('pow2', pow2)
         P = 1 << (self.T_max - 1).bit_length()
         self.mults = _ChebMults(P if pow2 else self.T_max, P, small_m, big_m, fractal)
