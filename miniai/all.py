@@ -21,8 +21,9 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'CLASS_NAMES', 'FILES', 'DEBIAN_DI
            'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer',
            'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched',
            'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
-           'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'CheckpointCB', 'NonFiniteLossError',
-           'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']
+           'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'check_path', 'check_folder', 'CheckpointCB',
+           'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'make_parser',
+           'fit_fashion_mnist', 'main']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -56,7 +57,8 @@ from .schedfamily import (
 from .precision import (
     MixedPrecisionCB, native_bf16, auto_precision)
 from .checkpoint import (
-    CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB, EarlyStoppingCB, SaveBestCB)
+    check_path, check_folder, CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB,
+    EarlyStoppingCB, SaveBestCB)
 from .cli import (
     make_parser, fit_fashion_mnist, main)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
@@ -82,5 +84,5 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR'
     'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
     'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units',
     'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-    'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
-    'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']
+    'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
+    'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'make_parser', 'fit_fashion_mnist', 'main']
