@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/latest
 
-.PHONY: setup train test sync nbtest pytest bench clean
+.PHONY: setup train test sync nbtest nbslow pytest bench clean
 
 setup:
 	@bash tools/setup.sh
@@ -27,6 +27,10 @@ sync:
 
 nbtest:
 	$(BIN)/nbdev-test --n-workers 2 --timing
+
+## Every notebook cell, the `#| slow` training runs included (several minutes): what a reader's "Run All" does.
+nbslow: setup
+	$(BIN)/nbdev-test --n-workers 1 --timing --flags slow
 
 pytest:
 	$(BIN)/python -m pytest -q tests

@@ -9,4 +9,6 @@ __all__ = []
 from .cli import main
 
 # %% ../nbs/09_main.ipynb #b52041ba
-if __name__ == '__main__': main()
+import builtins
+# IPython marks its builtins while a shell runs: this notebook run in a kernel must not parse the kernel's argv
+if __name__ == '__main__' and not getattr(builtins, '__IPYTHON__', False): main()

@@ -407,7 +407,12 @@ def collate_dict(ds):
 # %% ../nbs/01_datasets.ipynb #44d53ba6
 class DataLoaders:
     "A training and a validation loader: any iterables of `(xb, yb)` batches (torch `DataLoader`s, `MemoryDL`s, ...)."
-    def __init__(self, *dls): self.train, self.valid = dls[:2]
+    def __init__(self, *dls):
+        "Called with the training loader then the validation loader (as the course's: further ones are ignored)."
+        if len(dls) < 2:
+            raise TypeError(f"DataLoaders(...) needs a training and a validation loader, got {len(dls)} loader(s): "
+                            f"DataLoaders(train_dl, valid_dl)")
+        self.train, self.valid = dls[:2]
 
     @classmethod
     def from_dd(cls,

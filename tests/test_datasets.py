@@ -249,6 +249,7 @@ def test_dataloaders_from_dd(fake_env):
     assert set(b) == {'image', 'label'}
     dls = DataLoaders([1], [2], [3])
     assert dls.train == [1] and dls.valid == [2]
+    with pytest.raises(TypeError, match=r'needs a training and a validation loader, got 1 loader'): DataLoaders([1])
 
 
 # ---------------------------------------------------------------- MemoryDL
