@@ -27,7 +27,7 @@ def check_folder(name:str, path:Path):
     "Create `path`'s folder if needed and check a file can be written there: called before a fit, not at its end."
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent/f'.{path.name}.miniai-probe.tmp'
+        probe = path.parent/f'.{path.name}.miniai-probe-{os.getpid()}.tmp'  # one per process: ranks check at once
         probe.write_bytes(b''); probe.unlink()
     except OSError as e:
         raise ValueError(f"{name}={str(path)!r}: cannot write there ({e.strerror or e}): choose another path") from None
