@@ -99,7 +99,7 @@ class AccelerateScaler:
     schedule do not count it)."""
     def __init__(self, accelerator:Accelerator # the accelerator of the fit
                 ):
-        "Called by `AccelerateCB.before_fit`."
+        "Called by `AccelerateCB.setup_fit`."
         self.acc,self.skips = accelerator,0
     def scale(self, loss)->_Backward:
         "Called by the learner's `backward` step; changes nothing itself (see `_Backward.backward`)."
@@ -133,7 +133,7 @@ def _quiet(*args, **kwargs):
 
 class AccelerateCB(Callback):
     """Trains with HF accelerate: on one process, or on each of the N processes a launcher (`torchrun`,
-    `accelerate launch`) started, every process running the same fit. What it changes, in `before_fit`, for the fit:
+    `accelerate launch`) started, every process running the same fit. What it changes, in `setup_fit` (before the fit is sized), for the fit:
 
     - `learn.model` and `learn.opt` become `accelerator.prepare`'s (a DDP model when N > 1; the scheduler is *not*
       prepared: miniai's `BatchSchedCB` steps it once per global update, where accelerate's `AcceleratedScheduler`
@@ -151,15 +151,15 @@ class AccelerateCB(Callback):
       and `learn.save`/`learn.save_checkpoint` (what `CheckpointCB` and `SaveBestCB` write with) do nothing;
     - a `DeviceCB`'s device becomes the accelerator's.
 
-    `cleanup_fit` waits for every process (when the fit did not fail) and puts everything back: the plain model (its
+    `teardown_fit` waits for every process (when the fit did not fail) and puts everything back: the plain model (its
     trained weights), the optimizer, the loaders, a disabled scaler."""
-    order = -20  # before_fit before DeviceCB, MetricsCB, ProgressCB and the schedulers (they size from the sharded loaders)
+    order = -20  # its hooks run before DeviceCB, MetricsCB, ProgressCB and the schedulers
     def __init__(self, accelerator:Accelerator=None, # an accelerator to use; default: built at the first fit
                  mixed_precision:str=None, # passed to `Accelerator` ('no', 'bf16', 'fp16'); default accelerate's ('no')
                  cpu:bool=None, # passed to `Accelerator`; default: True when no GPU is available
                  sync_train_loss:bool=True # the training loss of each batch averaged over the processes (one all-reduce of 2 numbers)
                 ):
-        "Called once: stores the settings; the `Accelerator` is built at the first `before_fit` (after the launcher set the environment)."
+        "Called once: stores the settings; the `Accelerator` is built at the first `setup_fit` (after the launcher set the environment)."
         self.accelerator,self.mixed_precision,self.cpu,self.sync_train_loss = accelerator,mixed_precision,cpu,sync_train_loss
         self._patched,self._ctx,self._orig,self.no_sync_batches = [],None,None,0
 
@@ -170,7 +170,7 @@ class AccelerateCB(Callback):
         return self.accelerator
 
     def _set(self, obj, name:str, value):
-        "Set `obj.name` for this fit (`cleanup_fit` restores it)."
+        "Set `obj.name` for this fit (`teardown_fit` restores it)."
         self._patched.append((obj, name, obj.__dict__.get(name, _ABSENT)))
         setattr(obj, name, value)
 
@@ -181,11 +181,13 @@ class AccelerateCB(Callback):
         raise TypeError(f"AccelerateCB: cannot split a {type(dl).__name__} across {acc.num_processes} processes; "
                         f"use a MemoryDL or a torch DataLoader")
 
-    def before_fit(self, learn):
-        "Prepares the model and optimizer, shards the loaders, sets `learn.scaler`, silences the other processes (see the class)."
+    def setup_fit(self, learn):
+        """Called by `Learner.fit` before the fit's size and spec are read (before `before_fit` and a resume): prepares
+        the model and optimizer, shards the loaders, sets `learn.scaler` and `learn.n_procs`, silences the other processes."""
         if learn.opt is None: raise ValueError("AccelerateCB: the learner has no optimizer (opt_func=None): nothing to prepare")
         acc = self._acc()
         self.n,self.main = acc.num_processes,acc.is_main_process
+        learn.n_procs = self.n  # recorded in checkpoints: a resume needs the same number of processes
         self._orig = (learn.model, learn.opt, learn.dls)
         for cb in learn.cbs:
             if isinstance(cb, DeviceCB): self._set(cb, 'device', acc.device)
@@ -240,8 +242,10 @@ class AccelerateCB(Callback):
         "Leaves `no_sync` (after the backward pass, or when the batch was cancelled)."
         if self._ctx is not None: self._ctx.close(); self._ctx = None
 
-    def cleanup_fit(self, learn):
-        "Waits for all processes (unless the fit failed), then restores the plain model, optimizer, loaders, scaler and patched methods."
+    def teardown_fit(self, learn):
+        """Called by `Learner.fit` after every hook (`cleanup_fit` included, so a checkpoint written there records the
+        sharded fit): waits for all processes (unless the fit failed), then restores the plain model, optimizer,
+        loaders, scaler and patched methods."""
         acc = self.accelerator
         if acc is None or self._orig is None: return
         if sys.exc_info()[1] is None and self.n > 1: acc.wait_for_everyone()  # e.g. SaveBestCB loads what the main process wrote

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 import fastcore.all as fc
-from matplotlib.figure import Figure
-
+from .core import Fig
 from .learner import Callback
 
 # %% ../nbs/03_activations.ipynb #bb6b8df5
@@ -129,9 +128,9 @@ def get_min(h):
 
 # %% ../nbs/03_activations.ipynb #d1a03d72
 def _grid(n:int, figsize):
-    "A detached figure with `n` axes in a near-square grid (extra cells removed)."
+    "A `Fig` with `n` axes in a near-square grid (extra cells removed)."
     if n == 0: raise ValueError("nothing to plot: no hooks recorded anything (run a fit first, and check `mod_filter`)")
-    fig = Figure(figsize=figsize, layout='tight')
+    fig = Fig(figsize=figsize)
     nrows = max(int(math.sqrt(n)), 1)
     axs = fig.subplots(nrows, math.ceil(n/nrows), squeeze=False).flatten()
     for ax in axs[n:]: ax.remove()
@@ -149,32 +148,41 @@ class ActivationStats(HooksCallback):
         hs = [h for h in self if hasattr(h, 'stats')]
         return hs
 
-    def color_dim(self, figsize=(11,5)):
-        "One image per layer of its activations' histograms over the batches (log counts; magnitude 0 at the bottom). Returns the figure."
+    def color_dim(self, figsize=(11,5) # the figure's size in inches
+                 )->Fig:
+        """Called after a fit: one image per layer of its activations' histograms over the training batches (log counts;
+        magnitude 0 at the bottom, 10 at the top). Returns the `Fig`; changes nothing."""
         hs = self._recorded()
         fig,axs = _grid(len(hs), figsize)
         for ax,h in zip(axs, hs):
             ax.imshow(get_hist(h).numpy(), origin='lower', aspect='auto')
             ax.set_title(h.name); ax.axis('off')
+        fig.suptitle('histogram of |activations| (0 to 10, bottom to top) per training batch, left to right; log counts')
         return fig
 
-    def dead_chart(self, figsize=(11,5)):
-        "One plot per layer of the fraction of its activations near zero (`|x| < 0.25`) over the batches. Returns the figure."
+    def dead_chart(self, figsize=(11,5) # the figure's size in inches
+                  )->Fig:
+        """Called after a fit: one plot per layer of the fraction of its activations near zero (`|x| < 0.25`) over the
+        training batches. Returns the `Fig`; changes nothing."""
         hs = self._recorded()
         fig,axs = _grid(len(hs), figsize)
         for ax,h in zip(axs, hs):
             ax.plot(get_min(h).numpy())
-            ax.set_ylim(0, 1); ax.set_title(h.name)
+            ax.set_ylim(0, 1); ax.set_title(h.name); ax.set_xlabel('training batch')
+        fig.suptitle('fraction of activations near zero (|x| < 0.25)')
         return fig
 
-    def plot_stats(self, figsize=(10,4)):
-        "The mean (left) and standard deviation (right) of each layer's activations over the batches. Returns the figure."
+    def plot_stats(self, figsize=(10,4) # the figure's size in inches
+                  )->Fig:
+        """Called after a fit: the mean (left) and standard deviation (right) of each layer's activations over the
+        training batches. Returns the `Fig`; changes nothing."""
         hs = self._recorded()
         if not hs: _grid(0, figsize)
-        fig = Figure(figsize=figsize, layout='tight')
+        fig = Fig(figsize=figsize)
         axs = fig.subplots(1, 2)
         for h in hs:
             for i in 0,1: axs[i].plot(h.stats[i], label=h.name)
-        for ax,t in zip(axs, ('Means', 'Stdevs')): ax.set_title(t); ax.set_xlabel('batch')
+        for ax,t in zip(axs, ('mean of the activations', 'standard deviation of the activations')):
+            ax.set_title(t); ax.set_xlabel('training batch')
         axs[1].legend(fontsize='small')
         return fig

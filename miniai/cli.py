@@ -223,12 +223,22 @@ def _metrics_csv(history)->bytes:
                     f"{r.get('accuracy', float('nan')):.6f}", f"{r['time']:.3f}"])
     return buf.getvalue().encode()
 
-def _loss_fig(train_losses, history, n_batches):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(6, 4)); ax = fig.subplots()
-    ax.plot(range(1, len(train_losses)+1), train_losses, alpha=0.7, label='train (per batch)')
-    ax.plot([n_batches*(r['epoch']+1) for r in history], [r['valid_loss'] for r in history], 'o-', label='valid (per epoch)')
-    ax.set_xlabel('training step'); ax.set_ylabel('cross-entropy loss'); ax.set_yscale('log'); ax.legend()
+def _loss_fig(train_losses, # the training loss of each optimizer update (`RecorderCB(loss=rec_loss).recs['loss']`)
+              history, # `MetricsCB.history`: one row per epoch, its 'epoch' counted from 0
+              epochs # the epoch of each training loss (that recorder's `epochs`)
+             ):
+    """Called by `fit_fashion_mnist` for loss.png: the training loss of every update and the validation loss at the end
+    of each epoch, on a log scale, with the epochs marked and numbered from 1 (as in metrics.csv). Returns the `Fig`."""
+    from miniai.core import Fig
+    from miniai.sched import _mark_epochs
+    fig = Fig(figsize=(6.4, 4)); ax = fig.subplots()
+    ax.plot(range(len(train_losses)), train_losses, alpha=0.7, label='training (each update)')
+    ends = {e: i + 1 for i,e in enumerate(epochs)}  # where each epoch's last update ends
+    rows = [r for r in history if r['epoch'] in ends]
+    ax.plot([ends[r['epoch']] for r in rows], [r['valid_loss'] for r in rows], 'o-', label='validation (end of each epoch)')
+    _mark_epochs(ax, epochs)
+    ax.set_title('loss'); ax.set_xlabel('optimizer update'); ax.set_ylabel('cross-entropy loss (log scale)')
+    ax.set_yscale('log'); ax.legend(fontsize='small')
     return fig
 
 def _rescue(model, history)->tuple:
@@ -313,7 +323,7 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
 
     try:
         atomic_write(run/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history)))
-        save_fig(_loss_fig(losses.recs['loss'], metrics.history, len(dls.train)), run/'loss.png')
+        save_fig(_loss_fig(losses.recs['loss'], metrics.history, losses.epochs), run/'loss.png')
         save_fig(rec.plot(), run/'sched.png')
         atomic_write(run/'model.pt', lambda f: torch.save(model.state_dict(), f))
         publish_run(run, out)

@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from matplotlib.figure import Figure
-
+from .core import Fig
 from .activations import Hook
 
 # %% ../nbs/04_init.ipynb #5ad3fe48
@@ -49,15 +48,17 @@ def plot_func(f, # a function of a 1-d tensor, e.g. a module like `GeneralRelu(l
               steps:int=100, # number of points
               ax=None # draw on these matplotlib axes (default: a new figure)
              ):
-    "Plot `f(x)` for `steps` values of `x` from `start` to `end`. Returns the figure."
+    "Plot `f(x)` for `steps` values of `x` from `start` to `end`, titled with `f`'s name. Returns the figure (a `Fig` when `ax` is None)."
     x = torch.linspace(start, end, steps)
     with torch.no_grad(): y = f(x)
     if isinstance(y, torch.Tensor): y = y.detach().cpu().numpy()
-    if ax is None: ax = Figure(figsize=(5,3.5), layout='tight').subplots()
+    if ax is None: ax = Fig(figsize=(5,3.5)).subplots()
     ax.plot(x.numpy(), y)
     ax.grid(True, which='both', ls='--')
     ax.axhline(y=0, color='k', linewidth=0.7)
     ax.axvline(x=0, color='k', linewidth=0.7)
+    ax.set_xlabel('x'); ax.set_ylabel('f(x)')
+    if not ax.get_title(): ax.set_title(repr(f) if isinstance(f, nn.Module) else getattr(f, '__name__', ''))
     return ax.figure
 
 # %% ../nbs/04_init.ipynb #f8dfaf49

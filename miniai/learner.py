@@ -304,20 +304,29 @@ class Learner:
             raise ValueError(f"dls.train ({type(self.dls.train).__name__}) has no batches: there is nothing to train on "
                              f"(an empty data set, or fewer items than one batch with drop_last)")
         self.cbs += cbs
+        done = []  # the callbacks whose setup_fit ran
         try:
             self.n_epochs,self.epochs = n_epochs,range(n_epochs)
             self.n_updates,self.epoch,self.iter,self._skip,self._start = 0,0,0,0,None
             self.do_train,self.do_valid = train,valid  # which passes this fit runs, for callbacks to check
             self.accum,self.update_now,self._group = self._find_accum(),True,1
             self.pos,self._pass_rng,self.mid_batch = (0, 'train', 0),None,False
-            self.scaler = no_scaler()  # MixedPrecisionCB sets a real one in before_fit
+            self.scaler,self.n_procs = no_scaler(),1  # MixedPrecisionCB / AccelerateCB change them
             if self.opt_func: self.opt = self._make_opt(self.lr if lr is None else lr)
+            # `setup_fit`: callbacks that change what the fit is made of (AccelerateCB: its model, optimizer, sharded
+            # loaders) do it before the fit's size and spec are read; their `teardown_fit` undoes it after every other
+            # hook, `cleanup_fit` included (a checkpoint written there still sees the fit as it was)
+            setup = [cb for cb in sorted(self.cbs, key=attrgetter('order')) if hasattr(cb, 'setup_fit')]
+            for i,cb in enumerate(setup):
+                cb.setup_fit(self); done = setup[:i + 1]
             if self.accum > 1 and train: self.n_batches  # gradient accumulation needs len(dls.train): fail now if absent
             self.resuming = state is not None  # callbacks with saved states check the fit is the same one
             if state is not None: self._restore_before_setup(state)
             self._index_hooks()
             self._with_cbs('fit', partial(self._fit, train, valid), CancelFitException)
         finally:
+            for cb in reversed(done):
+                if hasattr(cb, 'teardown_fit'): cb.teardown_fit(self)
             for cb in cbs: self.cbs.remove(cb)
             self._hooks = None
 
@@ -464,7 +473,10 @@ class MetricsCB(Callback):
         self.loss = Mean()
         self.history,self.row,self._pending,self._resume,self._resume_acc = [],None,False,None,None
 
-    def _log(self, row:dict): print(row)
+    def _log(self, row:dict):
+        "Called with each finished row (`ProgressCB` replaces it): prints it as `ProgressCB`'s plain table does, the header first in each fit."
+        header,self._shown = getattr(self, '_shown', None) is not self.history,self.history  # `history` is a new list each fit
+        print('\n'.join(_table_lines(row, header)), flush=True)
 
     def before_fit(self, learn):
         "Starts a new history (or the saved one of a resumed fit) and makes itself `learn.metrics`."
@@ -528,13 +540,21 @@ def in_notebook()->bool:
     shell = ip.get_ipython() if ip is not None and hasattr(ip, 'get_ipython') else None
     return shell is not None and type(shell).__name__ == 'ZMQInteractiveShell'
 
-def format_row(row:dict)->list:
-    "The row's values as strings: epochs as ints, times as m:ss.s, other numbers with 4 decimals."
+def format_row(row:dict # a `MetricsCB` row: its 'epoch' counts from 0, as `learn.epoch` does
+              )->list:
+    """Called by `ProgressCB` and `MetricsCB` for each row they show: the values as strings, epochs counted from 1
+    (as in metrics.csv and the plots: the first epoch is 'epoch 1'), times as m:ss.s, other numbers with 4 decimals."""
     def fmt(k, v):
-        if k == 'epoch': return str(v)
+        if k == 'epoch': return str(v + 1)
         if k == 'time': return f'{int(v//60)}:{v%60:04.1f}'
         return f'{v:.4f}' if isinstance(v, float) else str(v)
     return [fmt(k, v) for k,v in row.items()]
+
+def _table_lines(row:dict, header:bool)->list:
+    "The plain table's lines for `row` (the header first when `header`): columns right-aligned, 10 wide at least."
+    w = [max(len(k), 10) for k in row]
+    res = ['  '.join(k.rjust(n) for k,n in zip(row, w))] if header else []
+    return res + ['  '.join(v.rjust(n) for v,n in zip(format_row(row), w))]
 
 class ProgressCB(Callback):
     "Progress bars and a metrics table in a notebook; one printed row per epoch elsewhere. Needs `MetricsCB`."
@@ -559,11 +579,7 @@ class ProgressCB(Callback):
         if self.use_bars:
             if self.first: self.mbar.write(list(row), table=True)
             self.mbar.write(vals, table=True)
-        else:
-            w = [max(len(k), 10) for k in row]
-            f = self.file or sys.stdout
-            if self.first: print('  '.join(k.rjust(n) for k,n in zip(row, w)), file=f)
-            print('  '.join(v.rjust(n) for v,n in zip(vals, w)), file=f, flush=True)
+        else: print('\n'.join(_table_lines(row, self.first)), file=self.file or sys.stdout, flush=True)
         self.first = False
 
     def before_epoch(self, learn):
@@ -594,10 +610,15 @@ class SingleBatchCB(Callback):
     def after_batch(self, learn): raise CancelFitException()
 
 # %% ../nbs/02_learner.ipynb #fc7e2f3b
+from .core import Fig
+
 class LRFinderCB(Callback):
     "Multiplies the lr by `gamma` after each training batch and stops when the loss exceeds `max_mult` × its minimum."
     order = 1
-    def __init__(self, gamma:float=1.3, max_mult:float=3.):
+    def __init__(self, gamma:float=1.3, # factor the lr grows by after each batch
+                 max_mult:float=3. # stop once the loss exceeds this many times its minimum so far
+                ):
+        "Called once by `lr_find`: checks and stores the two settings."
         if not gamma > 1: raise ValueError(f"gamma={gamma!r}: must be > 1 (the lr grows by this factor per batch)")
         if not max_mult > 1: raise ValueError(f"max_mult={max_mult!r}: must be > 1")
         self.gamma,self.max_mult = gamma,max_mult
@@ -615,7 +636,9 @@ class LRFinderCB(Callback):
         if math.isnan(loss) or loss > self.min*self.max_mult: raise CancelFitException()
         for g in learn.opt.param_groups: g['lr'] *= self.gamma
 
-def smooth(xs, beta:float=0.9)->list:
+def smooth(xs, # the values, in order
+           beta:float=0.9 # weight of the past: 0 is no smoothing
+          )->list:
     "Debiased exponential moving average of `xs` (as fastai smooths the lr-finder loss)."
     res,avg = [],0.
     for i,x in enumerate(xs):
@@ -623,34 +646,104 @@ def smooth(xs, beta:float=0.9)->list:
         res.append(avg/(1-beta**(i+1)))
     return res
 
-def suggest_lr(lrs, losses, beta:float=0.9)->float:
-    "The lr halfway (in log space) along the longest stretch where the smoothed loss keeps falling."
-    if len(lrs) < 3: raise ValueError(f"suggest_lr needs at least 3 points, got {len(lrs)}: lower start_lr or gamma")
-    sm = smooth(losses, beta)
-    best,start = (0, 0),0
-    for i in range(1, len(sm)):
-        if sm[i] >= sm[i-1]: start = i
-        elif i - start > best[1] - best[0]: best = (start, i)
-    lo,hi = best
-    return math.exp((math.log(lrs[lo]) + math.log(lrs[hi]))/2)
+# Each suggester takes the log-lrs `x` and the smoothed losses `y` (numpy arrays, finite) and returns an lr.
+def _valley(x, y):
+    "The middle of the longest (not necessarily contiguous) run of falling losses: fastai's `valley`."
+    n = len(y)
+    run,prev = [1]*n,[-1]*n
+    for i in range(1, n):
+        for j in range(i):
+            if y[i] < y[j] and run[j] + 1 >= run[i]: run[i],prev[i] = run[j] + 1,j  # ties: the latest start
+    end = max(range(n), key=lambda i: (run[i], -i))
+    start = end
+    while prev[start] >= 0: start = prev[start]
+    return math.exp(x[start + (end - start)//2])
+
+def _slide(x, y, decades:float=1.2, thresh:float=0.027):
+    """fastai's `slide`: from the end, slide a window `decades` wide to the left until the loss's slope (per unit of
+    ln lr) at its two ends differs by less than `thresh`; the window's left end. Widths match fastai's 15 of 100 points."""
+    g = np.gradient(y, x)
+    w = max(1, round(decades*math.log(10)/float(np.mean(np.diff(x)))))
+    r = len(y) - 1; l = max(r - w, 0); res = l
+    while l >= 0 and abs(g[r] - g[l]) > thresh: res,r,l = l,r - 1,l - 1
+    return math.exp(x[res])
+
+def _minimum(x, y):
+    "A tenth of the lr at the lowest loss: fastai's `minimum`."
+    return math.exp(x[int(np.argmin(y))])/10
+
+def _steep(x, y):
+    "The lr where the loss falls fastest per unit of log lr: fastai's `steep`."
+    return math.exp(x[int(np.argmin(np.diff(y)/np.diff(x)))])
+
+_SUGGESTERS = dict(valley=_valley, slide=_slide, minimum=_minimum, steep=_steep)
+_DEFAULT_SUGGESTION = 'minimum'  # chosen by measurement: see the table below and bench/lr_find_suggestions.py
+
+def _finite_points(lrs, losses, beta:float)->tuple:
+    "(log lrs, smoothed losses) as arrays, up to the first non-finite loss (the finder stops on it)."
+    if len(lrs) != len(losses): raise ValueError(f"{len(lrs)} lrs but {len(losses)} losses: they must pair up")
+    n = next((i for i,l in enumerate(losses) if not math.isfinite(l)), len(losses))
+    if n < 3: raise ValueError(f"suggest_lr needs at least 3 points with a finite loss, got {n}: lower start_lr or gamma")
+    return np.log(np.asarray(lrs[:n], dtype=float)), np.asarray(smooth(losses[:n], beta))
+
+def suggest_lr(lrs, # the lrs the finder tried, increasing
+               losses, # the loss at each
+               method:str=None, # 'valley', 'slide', 'minimum' or 'steep' (fastai's four); default 'minimum'
+               beta:float=0.9 # smoothing of the losses before suggesting (see `smooth`)
+              )->float:
+    """Called by `lr_find` (for every method) to turn its records into an lr; changes nothing. The default,
+    'minimum' (a tenth of the lr at the lowest smoothed loss), trained best when followed by one-cycle training:
+    see the measurements in the notebook."""
+    method = method or _DEFAULT_SUGGESTION
+    if method not in _SUGGESTERS: raise ValueError(f"method={method!r}: must be one of {', '.join(_SUGGESTERS)}")
+    return _SUGGESTERS[method](*_finite_points(lrs, losses, beta))
 
 class LRFind(NamedTuple):
-    "The result of `lr_find`: the suggested lr, the records and the figure."
+    """What `lr_find` returns: the suggested lr (`lr`, by `method`), the records, the figure, and every method's suggestion.
+    In a notebook it shows a one-line summary and the plot."""
     lr: float
     lrs: list
     losses: list
     fig: object
+    suggestions: dict = None
+    method: str = None
 
-def plot_lr_find(lrs, losses, lr=None, ax=None):
-    "Loss against lr on a log axis, the smoothed loss, and the suggestion marked; returns the Figure (not shown by pyplot)."
-    if ax is None: fig = Figure(figsize=(6, 4)); ax = fig.subplots()
+    def __repr__(self)->str:
+        "A one-line summary (the records are in `lrs`/`losses`; the figure in `fig`)."
+        others = ', '.join(f'{k} {v:.2e}' for k,v in (self.suggestions or {}).items() if k != self.method)
+        rng = f'; {len(self.lrs)} lrs from {self.lrs[0]:.1e} to {self.lrs[-1]:.1e}' if self.lrs else ''
+        return f"LRFind(lr={self.lr:.2e} ({self.method or 'suggested'}){'; also ' + others if others else ''}{rng})"
+
+    def _ipython_display_(self):
+        "Called by IPython/Jupyter when the result ends a cell: shows the summary line, then the plot."
+        from IPython.display import display
+        display({'text/plain': repr(self)}, raw=True)
+        if self.fig is not None: display(self.fig)
+
+_MARKERS = dict(valley='o', slide='s', minimum='D', steep='^')
+
+def plot_lr_find(lrs, # the lrs the finder tried
+                 losses, # the loss at each
+                 suggestions=None, # {method: lr} to mark (a single lr is marked as 'suggestion')
+                 ax=None, # draw on these axes (default: a new `Fig`)
+                 default:str=None # the method whose mark is labelled as the suggestion
+                ):
+    "Called by `lr_find`: loss against lr (log axis), the smoothed loss, and each suggestion marked and named in the legend. Returns the figure."
+    if ax is None: fig = Fig(figsize=(6.4, 4)); ax = fig.subplots()
     else: fig = ax.figure
-    ax.plot(lrs, losses, alpha=0.4, label='loss')
-    ax.plot(lrs, smooth(losses), label='smoothed')
-    if lr is not None:
+    sm = smooth(losses)
+    ax.plot(lrs, losses, alpha=0.35, label='loss per batch')
+    ax.plot(lrs, sm, label='smoothed')
+    if suggestions is not None and not isinstance(suggestions, dict): suggestions = {'suggestion': suggestions}
+    for k,lr in (suggestions or {}).items():
         i = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i]/lr)))
-        ax.plot([lrs[i]], [smooth(losses)[i]], 'ro', label=f'suggestion {lr:.2e}')
-    ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend()
+        ax.plot([lr], [sm[i]], _MARKERS.get(k, 'o'), ms=8 if k == default else 6, mec='k', zorder=3,
+                label=f"{k}: {lr:.1e}{' (suggested)' if k == default else ''}")
+    fin = [l for l in sm if math.isfinite(l)]
+    if fin and max(fin) > min(fin):  # up to the smoothed curve's top: a raw spike at the blow-up would flatten the rest
+        pad = 0.05*(max(fin) - min(fin)); ax.set_ylim(min(min(fin), min(losses)) - pad, max(fin) + pad)
+    ax.set_xscale('log'); ax.set_xlabel('learning rate (log scale)'); ax.set_ylabel('training loss')
+    ax.set_title('LR range test'); ax.legend(fontsize='small'); ax.grid(True, which='major', alpha=0.3)
     return fig
 
 def lr_find_cbs(cbs)->list:
@@ -661,10 +754,18 @@ def lr_find_cbs(cbs)->list:
 
 _FIT_ATTRS = ('n_epochs', 'epochs', 'n_updates', 'epoch', 'iter', 'pos', 'do_train', 'do_valid', 'accum', 'scaler', 'training')
 
-def lr_find(self:Learner, gamma:float=1.3, max_mult:float=3., start_lr:float=1e-5, max_epochs:int=10, plot:bool=True):
+def lr_find(self:Learner, gamma:float=1.3, # the lr grows by this factor after each batch
+            max_mult:float=3., # stop when the loss exceeds this many times its minimum
+            start_lr:float=1e-5, # the first lr tried
+            max_epochs:int=10, # at most this many passes over `dls.train`
+            plot:bool=True, # draw the figure (`fig` of the result)
+            method:str=None # which suggestion becomes `lr` (see `suggest_lr`; default 'minimum')
+           )->LRFind:
     """LR range test from `start_lr`, with the callbacks `lr_find_cbs` keeps; afterwards the model, optimizer, RNG,
-    the learner's counts and every callback are as they were. Returns an `LRFind`."""
+    the learner's counts and every callback are as they were. Returns an `LRFind` with every method's suggestion."""
     _check_lr(start_lr)
+    method = method or _DEFAULT_SUGGESTION
+    if method not in _SUGGESTERS: raise ValueError(f"method={method!r}: must be one of {', '.join(_SUGGESTERS)}")
     model_state,opt = deepcopy(self.model.state_dict()),self.opt
     opt_state = deepcopy(opt.state_dict()) if opt is not None else None
     rng,attrs,cbs = rng_state(),{k:getattr(self, k) for k in _FIT_ATTRS if hasattr(self, k)},self.cbs
@@ -678,8 +779,9 @@ def lr_find(self:Learner, gamma:float=1.3, max_mult:float=3., start_lr:float=1e-
         if opt is not None: opt.load_state_dict(opt_state)
         set_rng_state(rng)
         for k,v in attrs.items(): setattr(self, k, v)
-    lr = suggest_lr(cb.lrs, cb.losses)
-    return LRFind(lr, cb.lrs, cb.losses, plot_lr_find(cb.lrs, cb.losses, lr) if plot else None)
+    sugg = {k: suggest_lr(cb.lrs, cb.losses, k) for k in _SUGGESTERS}
+    fig = plot_lr_find(cb.lrs, cb.losses, sugg, default=method) if plot else None
+    return LRFind(sugg[method], cb.lrs, cb.losses, fig, sugg, method)
 
 # Defined beside LRFinderCB so the notebook reads in order; it is a method of `Learner`.
 Learner.lr_find = lr_find
@@ -690,8 +792,13 @@ Learner.lr_find = lr_find
 def fit_spec(self:Learner)->dict:
     "What this fit is: a checkpoint is only resumed into a fit with the same spec."
     return dict(n_epochs=self.n_epochs, n_batches=len(self.dls.train) if hasattr(self.dls.train, '__len__') else None,
-                accum=self.accum, opt=None if self.opt is None else type(self.opt).__name__,
-                train=self.do_train, valid=self.do_valid)
+                accum=self.accum, opt=None if self.opt is None else type(_inner_opt(self.opt)).__name__,
+                train=self.do_train, valid=self.do_valid, procs=getattr(self, 'n_procs', 1))
+
+def _inner_opt(opt):
+    "The torch optimizer inside a wrapper (accelerate's `AcceleratedOptimizer` keeps it as `.optimizer`)."
+    inner = getattr(opt, 'optimizer', None)
+    return inner if isinstance(inner, torch.optim.Optimizer) else opt
 
 @patch
 def stateful_cbs(self:Learner)->dict:
@@ -731,6 +838,7 @@ def _restore_before_setup(self:Learner, state:dict):
     "Resume, part 1 (before `before_fit`): check the fit is the same; load the model, optimizer, callbacks' states, counts."
     state = _check_state(state, 'the given dict')
     got,want = state['fit'],self.fit_spec()
+    got = {'procs': 1, **got}  # checkpoints written before `procs` was recorded come from one process
     diff = [f"{k}: {got.get(k)!r} in the checkpoint, {v!r} in this fit" for k,v in want.items() if got.get(k) != v]
     if diff: raise ValueError("resume: the checkpoint is of a different fit (" + '; '.join(diff) +
                               "). Resume with the same fit() arguments, data and callbacks, or start a new fit")

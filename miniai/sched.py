@@ -9,7 +9,7 @@ __all__ = ['LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal
            'sched_values', 'plot_sched']
 
 # %% ../nbs/06_sched.ipynb #966bd050
-import inspect, os, tempfile
+import inspect, math, os, tempfile
 from copy import deepcopy
 from functools import partial
 from math import cos, pi
@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter, check_num, check_bool, check_opt, _has_tensor
 from .learner import Callback
-from .core import atomic_write
+from .core import Fig
 
 # %% ../nbs/06_sched.ipynb #cd64d0a3
 def anneal_cos(start, end, pct):
@@ -464,10 +464,24 @@ def rec_loss(cb)->float:
 _LABELS = {'lr': 'learning rate', 'mom': 'momentum / beta1', 'wd': 'weight decay', 'loss': 'training loss',
            'weight_decay': 'weight decay', 'beta1': 'beta1', 'beta2': 'beta2', 'momentum': 'momentum'}
 
-def save_fig(fig:Figure, path):
-    "Save `fig` to `path` (format from its suffix, png if none) atomically (see `miniai.core.atomic_write`)."
-    path = Path(path)
-    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or 'png'))
+def save_fig(fig:Figure, # any matplotlib figure (miniai's are `Fig`s, which also have `fig.save(path)`)
+             path # the file to write; its suffix picks the format (png when there is none)
+            ):
+    "Called by the plotting functions given a `path` and by `miniai fit`: writes `fig` to `path` atomically (see `Fig.save`)."
+    return Fig.save(fig, path)
+
+def _mark_epochs(ax, epochs:list # the epoch (counted from 0) of each record, as `RecorderCB.epochs`
+                ):
+    """Called by `RecorderCB.plot` and `miniai fit`'s loss plot: a dotted line where each epoch after the first starts,
+    and a top axis 'epoch' numbering them from 1 (as the metrics table and metrics.csv do), at most about 12 labels."""
+    starts = [i for i in range(len(epochs)) if i == 0 or epochs[i] != epochs[i-1]]
+    if not starts: return
+    for b in starts[1:]: ax.axvline(b, color='0.6', ls=':', lw=1)
+    every = math.ceil(len(starts)/12)
+    top = ax.secondary_xaxis('top')
+    top.set_xticks([b for j,b in enumerate(starts) if j % every == 0],
+                   labels=[str(epochs[b] + 1) for j,b in enumerate(starts) if j % every == 0])
+    top.set_xlabel('epoch (ticks at each start)', fontsize='small'); top.tick_params(labelsize='small')
 
 # %% ../nbs/06_sched.ipynb #c95f19f8
 class RecorderCB(Callback):
@@ -516,17 +530,18 @@ class RecorderCB(Callback):
         return [i for i in range(len(e)) if i == 0 or e[i] != e[i-1]]
 
     def plot(self, path=None, # also save the figure here (atomically)
-             figsize=None, # default: 4.5 inches wide per recorded value, 3.2 high
+             figsize=None, # default: 4.5 inches wide per recorded value, 3.4 high
              log_lr:bool=False # log scale for the 'lr' plot
-            )->Figure:
-        "One figure, one plot per recorded value side by side, against the update; dotted lines at epoch starts."
+            )->Fig:
+        """Called after a fit: one plot per recorded value side by side, against the optimizer update, with the epochs
+        marked (dotted lines, numbered from 1 on the top axis). Returns the `Fig`; changes nothing."""
         keys = list(self.recs)
-        fig = Figure(figsize=figsize or (4.5 * len(keys), 3.2), layout='constrained')
+        fig = Fig(figsize=figsize or (4.5 * len(keys), 3.4))
         axs = fig.subplots(1, len(keys), squeeze=False)[0]
         for ax,k in zip(axs, keys):
             ax.plot(self.recs[k])
-            for b in self.epoch_starts[1:]: ax.axvline(b, color='0.6', ls=':', lw=1)
-            ax.set_title(k); ax.set_xlabel('optimizer update'); ax.set_ylabel(_LABELS.get(k, k))
+            _mark_epochs(ax, self.epochs)
+            ax.set_title(_LABELS.get(k, k)); ax.set_xlabel('optimizer update'); ax.set_ylabel(k)
             if log_lr and k == 'lr': ax.set_yscale('log')
         if path is not None: save_fig(fig, path)
         return fig
@@ -574,14 +589,15 @@ def plot_sched(sched, # as for `BatchSchedCB`
                fields=None, # fields to plot (see `sched_values`)
                path=None, # also save the figure here (atomically)
                figsize=None # default: 4.5 inches wide per field, 3.2 high
-              )->Figure:
-    "Preview a schedule without training: one plot per field it writes, side by side; returns the Figure."
+              )->Fig:
+    """Preview a schedule without training: one plot per field it writes, side by side, titled with the scheduler
+    and the field's name. Returns the `Fig`; changes nothing."""
     vals = sched_values(sched, n_steps, n_groups, opt_func, lr, fields)
-    fig = Figure(figsize=figsize or (4.5 * len(vals), 3.2), layout='constrained')
+    fig = Fig(figsize=figsize or (4.5 * len(vals), 3.2))
     axs = fig.subplots(1, len(vals), squeeze=False)[0]
     for ax,(f,vs) in zip(axs, vals.items()):
         for g,v in enumerate(vs): ax.plot(v, label=f'group {g}')
-        if n_groups > 1: ax.legend()
-        ax.set_title(f'{_name(sched)}: {f}'); ax.set_xlabel('optimizer update'); ax.set_ylabel(_LABELS.get(f, f))
+        if n_groups > 1: ax.legend(fontsize='small')
+        ax.set_title(f'{_name(sched)}: {_LABELS.get(f, f)}'); ax.set_xlabel('optimizer update'); ax.set_ylabel(f)
     if path is not None: save_fig(fig, path)
     return fig

@@ -182,3 +182,28 @@ def test_two_processes_metrics_are_whole_valid_set(two_procs):
     assert r1['history'] == [{**h, 'time': r1['history'][i]['time']} for i,h in enumerate(r0['history'])]
     assert float(rows[-1][2]) == pytest.approx(want['valid_loss'], abs=6e-5)
     assert float(rows[-1][3]) == pytest.approx(want['accuracy'], abs=6e-5)
+
+@real_data
+def test_two_processes_stop_and_resume_exactly(two_procs, tmp_path):
+    "A 2-process fit stopped mid-epoch and resumed (2 processes) ends with the uninterrupted run's lrs and weights."
+    d,out,(r0,r1) = two_procs
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT), 'HF_HUB_OFFLINE': '1'}
+    base = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'tools/accel_fit.py',
+            '--bs', str(BS), '--n-train', str(N_TRAIN), '--n-valid', str(N_VALID), '--epochs', str(EPOCHS), '--accum', '2',
+            '--quiet', '--ckpt', str(tmp_path/'ck.pt')]
+    res = _run(base + ['--stop-after', '5'], env)
+    assert res.returncode == 0, res.stdout[-3000:]
+    st = torch.load(tmp_path/'ck.pt', weights_only=False)
+    assert st['pos']['n_updates'] == 5 and st['fit']['procs'] == 2 and st['pos']['epoch'] == 1  # mid-epoch 1
+    res = _run(base + ['--resume', str(tmp_path/'ck.pt'), '--record', str(tmp_path/'rec')], env)
+    assert res.returncode == 0, res.stdout[-3000:]
+    got = json.loads((tmp_path/'rec'/'rank0.json').read_text())
+    assert got['lrs'] == r0['lrs'] and got['updates'] == r0['updates']
+    assert [{k:v for k,v in h.items() if k != 'time'} for h in got['history']] == \
+           [{k:v for k,v in h.items() if k != 'time'} for h in r0['history']]
+    w,want = torch.load(tmp_path/'rec'/'model0.pt'),torch.load(d/'model0.pt')
+    for k in want: assert torch.equal(w[k], want[k]), k
+    # the same checkpoint in one process is refused, saying why
+    from tools.accel_fit import fit
+    with pytest.raises(ValueError, match='procs: 2 in the checkpoint, 1 in this fit'):
+        fit(epochs=EPOCHS, bs=BS, n_train=N_TRAIN, n_valid=N_VALID, accum=2, quiet=True, resume=tmp_path/'ck.pt')

@@ -176,7 +176,7 @@ def test_fit_end_to_end_on_a_subset(tmp_path, exe):
     assert (out/'loss.png').read_bytes()[:4] == b'\x89PNG'
     table = [l for l in r.stdout.splitlines() if l.strip()]
     assert table[0].split()[:3] == ['epoch', 'train_loss', 'valid_loss']
-    assert [l.split()[0] for l in table[1:3]] == ['0', '1']
+    assert [l.split()[0] for l in table[1:3]] == ['1', '2'] == [x['epoch'] for x in rows]  # one numbering: from 1
     assert out.is_symlink() and re.fullmatch(r'run\.run-\d{8}-\d{6}-\d+', os.readlink(out))  # a link to its run folder
 
 @real_data

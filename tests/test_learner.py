@@ -139,7 +139,7 @@ def test_progress_terminal_one_row_per_epoch(capsys):
     TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[MetricsCB(), ProgressCB()]).fit(3)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and lines[0].split() == ['epoch', 'train_loss', 'valid_loss', 'time']
-    assert [l.split()[0] for l in lines[1:]] == ['0', '1', '2']
+    assert [l.split()[0] for l in lines[1:]] == ['1', '2', '3']  # epochs count from 1 wherever they are shown
 
 def test_single_batch_cb():
     cb = Log()
@@ -192,8 +192,8 @@ def test_lr_find_then_fit_same_as_fit_alone():
 def test_suggest_lr_picks_the_falling_stretch():
     lrs = [1e-5 * 1.3**i for i in range(40)]
     losses = [3.0]*10 + [3.0 - 0.25*i for i in range(1, 11)] + [0.5 + 0.4*i for i in range(20)]
-    lr = suggest_lr(lrs, losses, beta=0.)
-    assert lrs[10] <= lr <= lrs[20]
+    for m in ('valley', 'steep'):  # the falling stretch: its middle, and its steepest point
+        assert lrs[10] <= suggest_lr(lrs, losses, m, beta=0.) <= lrs[20], m
     with pytest.raises(ValueError, match='at least 3'): suggest_lr(lrs[:2], losses[:2])
     with pytest.raises(ValueError, match='gamma='): LRFinderCB(gamma=1.)
 
@@ -241,3 +241,45 @@ def test_lr_find_leaves_schedules_and_histories_alone():
     res = learn.lr_find(plot=False, start_lr=1e-4)
     assert seen == res.lrs[:len(seen)] and all(b > a for a,b in zip(seen, seen[1:]))  # the finder's lrs, not OneCycle's
     assert mcb.history == hist and rec.recs == recs and learn.n_updates == n and sch.sched is sched
+
+# Issue 9, items 2 and 5: lr_find's suggestions and display; MetricsCB prints the table ProgressCB prints.
+def test_suggest_lr_methods_on_a_known_curve():
+    lrs = [1e-5 * 1.3**i for i in range(40)]
+    losses = [3.0]*10 + [3.0 - 0.25*i for i in range(1, 11)] + [0.5 + 0.4*i for i in range(20)]
+    assert suggest_lr(lrs, losses, 'minimum', beta=0.) == pytest.approx(lrs[19] / 10)  # lowest loss first at lrs[19]
+    assert lrs[9] <= suggest_lr(lrs, losses, 'steep', beta=0.) < lrs[19]  # a point of the (uniform) fall
+    assert suggest_lr(lrs, losses, 'valley', beta=0.) == pytest.approx(lrs[14])  # middle of the fall, lrs[9]..lrs[19]
+    assert lrs[0] <= suggest_lr(lrs, losses, 'slide', beta=0.) <= lrs[-1]
+    assert suggest_lr(lrs, losses, beta=0.) == suggest_lr(lrs, losses, 'minimum', beta=0.)  # the measured default
+    # a NaN at the end (the finder stops on it) is left out, not smoothed into every later point
+    assert suggest_lr(lrs + [lrs[-1]*1.3], losses + [float('nan')], 'minimum') == suggest_lr(lrs, losses, 'minimum')
+    with pytest.raises(ValueError, match="method='best'"): suggest_lr(lrs, losses, 'best')
+    with pytest.raises(ValueError, match='pair up'): suggest_lr(lrs, losses[:-1])
+
+def test_lr_find_result_is_short_and_plots_every_suggestion():
+    torch.manual_seed(0)
+    learn = TrainLearner(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), class_dls(n=1024), F.cross_entropy,
+                         opt_func=optim.AdamW)
+    res = learn.lr_find()
+    assert set(res.suggestions) == {'valley', 'slide', 'minimum', 'steep'} and res.method == 'minimum'
+    assert res.lr == res.suggestions['minimum']
+    r = repr(res)
+    assert len(r) < 200 and f'{res.lr:.2e}' in r and 'minimum' in r, r  # not the 1,690-character NamedTuple
+    legend = [t.get_text() for t in res.fig.axes[0].get_legend().get_texts()]
+    for k,v in res.suggestions.items(): assert any(t.startswith(f'{k}: {v:.1e}') for t in legend), (k, legend)
+    assert any('suggested' in t and t.startswith('minimum') for t in legend)
+    assert learn.lr_find(method='valley', plot=False).lr == res.suggestions['valley']
+    with pytest.raises(ValueError, match='method='): learn.lr_find(method='fastest')
+
+def test_metrics_cb_alone_prints_the_progress_table(capsys):
+    def out(cbs):
+        torch.manual_seed(0)
+        TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=cbs).fit(2)
+        return capsys.readouterr().out.splitlines()
+    alone,progress = out([MetricsCB()]),out([MetricsCB(), ProgressCB(bars=False)])
+    assert [l.split() for l in alone] == [l.split() for l in progress][:3] and len(alone) == 3  # header and two rows
+    assert alone[0].split() == ['epoch', 'train_loss', 'valid_loss', 'time'] and alone[1].split()[0] == '1'
+    assert '{' not in ''.join(alone) and all(len(v.split('.')[-1]) <= 4 for v in alone[1].split()[1:3])  # no raw dicts
+    m = MetricsCB(); learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[m])
+    learn.fit(1); learn.fit(1)
+    assert [l.split()[0] for l in capsys.readouterr().out.splitlines()] == ['epoch', '1', 'epoch', '1']  # a header per fit

@@ -499,3 +499,21 @@ def test_annealer_state_resume_keeps_its_length():
 
 def test_zero_step_fit_with_a_schedule_is_clear():
     with pytest.raises(ValueError, match='no scheduler steps'): tiny_learner([BatchSchedCB(CosineAnnealing)]).fit(0)
+
+# Issue 9, item 4: figures readable at a glance.
+def test_plots_have_readable_titles_and_numbered_epochs():
+    from miniai.core import Fig
+    rec = RecorderCB(); rec.recs = {'lr': [i/100 for i in range(30)], 'mom': [0.9]*30}; rec.epochs = [i//10 for i in range(30)]
+    fig = rec.plot()
+    assert isinstance(fig, Fig) and [ax.get_title() for ax in fig.axes] == ['learning rate', 'momentum / beta1']
+    top = fig.axes[0].child_axes[0]  # the epoch axis: ticks at each epoch's start, numbered from 1 as in metrics.csv
+    assert list(top.get_xticks()) == [0, 10, 20] and [t.get_text() for t in top.get_xticklabels()] == ['1', '2', '3']
+    assert 'epoch' in top.get_xlabel()
+    fig = plot_sched(partial(OneCycle, max_lr=1e-2), n_steps=20)
+    assert [ax.get_title() for ax in fig.axes] == ['OneCycle: learning rate', 'OneCycle: momentum / beta1']
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    for fig in (rec.plot(), plot_sched(partial(OneCycle, max_lr=1e-2), n_steps=20)):
+        c = FigureCanvasAgg(fig); c.draw(); r = c.get_renderer()
+        for ax in fig.axes:  # nothing drawn outside the figure (constrained layout): no label clipped
+            bb = ax.get_tightbbox(r)
+            assert bb.x0 >= -1 and bb.y0 >= -1 and bb.x1 <= fig.bbox.width + 1 and bb.y1 <= fig.bbox.height + 1, bb

@@ -29,7 +29,19 @@ def make_parser()->argparse.ArgumentParser:
     p.add_argument('--precision', choices=('no', 'bf16', 'fp16'), default='no', help="accelerate's mixed_precision")
     p.add_argument('--record', type=Path, default=None, help='folder for rank{r}.json and model.pt')
     p.add_argument('--quiet', action='store_true')
+    p.add_argument('--ckpt', type=Path, default=None, help='CheckpointCB file (written by the main process)')
+    p.add_argument('--stop-after', type=int, default=None, help='stop the fit (CancelFitException) after this many updates')
+    p.add_argument('--resume', type=Path, default=None, help='continue the fit saved in this checkpoint')
     return p
+
+class StopAfterCB:
+    "Stops the fit after `n` optimizer updates, on every process at the same update (as an interruption would)."
+    order = 60
+    def __init__(self, n): self.n = n
+    def after_batch(self, learn):
+        "Called after each batch: raises CancelFitException once `n` updates are done."
+        from miniai.learner import CancelFitException
+        if learn.training and learn.n_updates >= self.n: raise CancelFitException()
 
 class SeenCB:
     "Records the dataset rows of every training batch (from `ShardedDL.idx`, or the plain loader's order)."
@@ -43,7 +55,7 @@ class SeenCB:
         if learn.training and getattr(dl, 'idx', None) is not None: self.seen[-1] += dl.idx.tolist()
 
 def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1, precision='no', record=None,
-        quiet=False, accelerator=None)->dict:
+        quiet=False, accelerator=None, ckpt=None, stop_after=None, resume=None)->dict:
     "Build and train; returns the main process's metrics table, the lrs of every update, the rows seen, the learner."
     import torch
     import torch.nn.functional as F
@@ -65,9 +77,13 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
     if quiet: metrics._log = lambda row: None
     else: cbs.append(ProgressCB())
     if accum > 1: cbs.append(GradAccumCB(accum))
+    if ckpt is not None:
+        from miniai.checkpoint import CheckpointCB
+        cbs.append(CheckpointCB(ckpt, verbose=False))
+    if stop_after is not None: cbs.append(StopAfterCB(stop_after))
     learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
     t0 = time.perf_counter()
-    learn.fit(epochs)
+    learn.fit(epochs, resume=resume)
     secs = time.perf_counter() - t0
     acc = acb.accelerator
     res = dict(rank=acc.process_index, world=acc.num_processes, history=metrics.history, lrs=rec.recs['lr'],
@@ -83,7 +99,8 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
 def main(argv=None):
     "Entry point: parse, train, close the process group."
     a = make_parser().parse_args(argv)
-    res = fit(a.epochs, a.lr, a.bs, a.seed, a.n_train, a.n_valid, a.accum, a.precision, a.record, a.quiet)
+    res = fit(a.epochs, a.lr, a.bs, a.seed, a.n_train, a.n_valid, a.accum, a.precision, a.record, a.quiet,
+              ckpt=a.ckpt, stop_after=a.stop_after, resume=a.resume)
     learn = res.pop('learn')
     acc = learn.cbs[0].accelerator
     if acc.is_main_process:

@@ -1,0 +1,36 @@
+"""Every notebook runs top to bottom in a fresh Jupyter kernel (a real ipykernel, as "Run All" does; `#| slow` cells
+aside: `make nbslow` runs those), with no error and no figure shown as the text `<Figure size ...>`."""
+import json, os
+from pathlib import Path
+import pytest
+
+jc = pytest.importorskip('jupyter_client')
+NBS = sorted((Path(__file__).parent.parent/'nbs').glob('*.ipynb'))
+
+def run_in_kernel(path:Path, timeout:int=600)->list:
+    "Problems found running the notebook's cells (slow ones skipped) in a new kernel: errors and figures shown as text."
+    env = {k:v for k,v in os.environ.items() if k != 'MPLBACKEND'}  # the kernel picks its own backend, as Jupyter's does
+    km,kc = jc.manager.start_new_kernel(kernel_name='python3', env=env, cwd=str(path.parent))
+    problems = []
+    try:
+        for c in json.loads(path.read_text())['cells']:
+            src = ''.join(c['source'])
+            if c['cell_type'] != 'code' or src.lstrip().startswith('#| slow'): continue
+            msg_id = kc.execute(src, store_history=False)
+            while True:
+                m = kc.get_iopub_msg(timeout=timeout)
+                if m['parent_header'].get('msg_id') != msg_id: continue
+                t,content = m['msg_type'],m['content']
+                if t == 'status' and content['execution_state'] == 'idle': break
+                if t == 'error': problems.append(f"cell {c['id']}: {content['ename']}: {content['evalue'][:200]}")
+                d = content.get('data', {}) if t in ('execute_result', 'display_data') else {}
+                if d.get('text/plain', '').startswith('<Figure size') and 'image/png' not in d:
+                    problems.append(f"cell {c['id']}: a figure shown as text: {d['text/plain']}")
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)
+    return problems
+
+@pytest.mark.parametrize('nb', NBS, ids=[p.stem for p in NBS])
+def test_notebook_runs_in_a_fresh_kernel(nb):
+    problems = run_in_kernel(nb)
+    assert not problems, '\n'.join(problems)
