@@ -11,21 +11,21 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'Fig', 'CLASS_NAMES', 'FILES', 'DE
            'set_rng_state', 'load_checkpoint', 'GradAccumCB', 'Learner', 'no_scaler', 'scaler_step', 'TrainCB',
            'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB',
            'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find',
-           'set_seed', 'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats',
-           'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field',
-           'get_field', 'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS',
-           'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max', 'CosineAnnealing',
-           'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB',
-           'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB',
-           'sched_values', 'plot_sched', 'NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched',
-           'RexSched', 'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm', 'ChebyshevSched',
-           'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
-           'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units', 'param_groups',
-           'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'check_path', 'check_folder',
-           'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
-           'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
+           'ThreadGuardCB', 'set_seed', 'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min',
+           'ActivationStats', 'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init',
+           'resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase',
+           'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max',
+           'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched',
+           'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig',
+           'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched',
+           'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm',
+           'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched',
+           'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units',
+           'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'check_path',
+           'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
+           'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
            'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'make_parser',
-           'fit_fashion_mnist', 'main']
+           'fit_fashion_mnist', 'main', 'idle_cores', 'auto_threads']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -39,7 +39,7 @@ from .learner import (
     run_cbs, default_device, to_device, to_cpu, rng_state, set_rng_state, load_checkpoint,
     GradAccumCB, Learner, no_scaler, scaler_step, TrainCB, TrainLearner, MomentumLearner, DeviceCB,
     MetricsCB, in_notebook, format_row, ProgressCB, SingleBatchCB, LRFinderCB, smooth, suggest_lr,
-    LRFind, plot_lr_find, lr_find_cbs, lr_find)
+    LRFind, plot_lr_find, lr_find_cbs, lr_find, ThreadGuardCB)
 from .activations import (
     set_seed, Hook, Hooks, HooksCallback, append_stats, get_hist, get_min, ActivationStats)
 from .init import (
@@ -67,7 +67,7 @@ from .recipes import (
 from .accel import (
     ShardedDL, AccelerateScaler, AccelerateCB)
 from .cli import (
-    make_parser, fit_fashion_mnist, main)
+    make_parser, fit_fashion_mnist, main, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME',
     'FASHION_MEAN', 'FASHION_STD', 'FashionMNISTError', 'read_idx', 'cache_dir',
@@ -78,20 +78,21 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'Fig', 'CLASS_NAMES', 'FILES', 'DEBI
     'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB', 'Learner', 'no_scaler',
     'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
     'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
-    'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'set_seed', 'Hook', 'Hooks',
-    'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu',
-    'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field',
-    'get_field', 'set_field', 'field_setter', 'SchedulerBase', 'StatefulSchedulerBase',
-    'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos', 'anneal_linear', 'check_T_max',
-    'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer',
-    'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd',
-    'rec_loss', 'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES',
-    'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched',
-    'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm', 'ChebyshevSched', 'Annealer',
-    'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
-    'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params', 'layer_units',
-    'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-    'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
-    'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched',
-    'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any',
-    'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'make_parser', 'fit_fashion_mnist', 'main']
+    'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB', 'set_seed',
+    'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats',
+    'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init',
+    'resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase',
+    'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos',
+    'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle',
+    'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
+    'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'sched_values',
+    'plot_sched', 'NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched',
+    'RexSched', 'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm',
+    'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
+    'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler',
+    'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB',
+    'native_bf16', 'auto_precision', 'check_path', 'check_folder', 'CheckpointCB',
+    'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
+    'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
+    'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB',
+    'make_parser', 'fit_fashion_mnist', 'main', 'idle_cores', 'auto_threads']

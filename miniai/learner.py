@@ -7,7 +7,7 @@ __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 
            'default_device', 'to_device', 'to_cpu', 'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB',
            'Learner', 'no_scaler', 'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
            'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
-           'plot_lr_find', 'lr_find_cbs', 'lr_find']
+           'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB']
 
 # %% ../nbs/02_learner.ipynb #dd13518b
 import math, random, signal, sys, threading, time
@@ -926,3 +926,34 @@ def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; d
         if ys: targs.append(to_cpu(ys[0]))
     if not preds: raise ValueError("get_preds: the loader gave no batches")
     return torch.cat(preds), (torch.cat(targs) if targs else None)
+
+# %% ../nbs/02_learner.ipynb #c1a0b7f2
+class ThreadGuardCB(Callback):
+    """Drops torch to one intra-op thread for the rest of the fit when, with more than one, `patience` training batches
+    in a row take over `factor` x the median batch time: the cores are shared and the threads are waiting on each other.
+    Called after every training batch; changes `torch.set_num_threads` and says so on stderr."""
+    def __init__(self, factor:float=4., # a batch this many times slower than the median counts as slow
+                 patience:int=3, # slow batches in a row before dropping to one thread
+                 warmup:int=5 # batches timed before the median is trusted
+                ):
+        "Called once: stores the settings."
+        self.factor,self.patience,self.warmup,self.dropped = factor,patience,warmup,False
+    def before_fit(self, learn):
+        "Starts timing afresh."
+        self.times,self.slow,self.t = [],0,None
+    def before_batch(self, learn):
+        "Starts the batch's clock (training batches only)."
+        self.t = time.perf_counter() if learn.training else None
+    def after_batch(self, learn):
+        "Compares the batch's time with the median so far; drops to one thread after `patience` slow ones."
+        if self.t is None or torch.get_num_threads() == 1: return
+        dt = time.perf_counter() - self.t
+        if len(self.times) >= self.warmup and dt > self.factor * sorted(self.times)[len(self.times)//2]:
+            self.slow += 1
+            if self.slow >= self.patience:
+                torch.set_num_threads(1); self.dropped = True
+                print(f"miniai: training batches became {dt / sorted(self.times)[len(self.times)//2]:.0f}x slower: the "
+                      f"cores are shared; using 1 thread from now on (set --threads to choose)", file=sys.stderr, flush=True)
+            return
+        self.slow = 0
+        self.times.append(dt)

@@ -28,6 +28,8 @@ def one_clear_line(r, *contains, rc=2):
     (['fit', '--lr', 'fast'], "--lr='fast'"),
     (['fit', '--pct-start', '1.5'], "--pct-start='1.5'"),
     (['fit', '--sched', 'steps'], "invalid choice: 'steps'"),
+    (['fit', '--threads', '0'], "--threads='0': must be auto or an int from 1 to 1024"),
+    (['fit', '--threads', 'many'], "--threads='many'"),
     (['fit', '--frobnicate'], 'unrecognized arguments: --frobnicate'),
     (['fit', '--seed', '99999999999999999999'], "--seed='99999999999999999999': must be an int"),  # was a traceback
     # no abbreviations: `--epoch 1` was taken as `--epochs 1`
@@ -265,3 +267,18 @@ def test_kill_9_around_the_final_writes_latest_stays_whole(tmp_path):
     assert whole_run(out) == 1
     left = [p for p in runs.rglob('.*') if TMP_RE.match(p.name)]
     assert left == [fresh], (left, stale)
+
+
+@real_data
+def test_threads_fixed_and_auto(tmp_path):
+    "--threads N runs on N threads; auto picks at least one and at most the cores (and the run completes)."
+    import os
+    from miniai.cli import fit_fashion_mnist
+    import torch
+    old = torch.get_num_threads()
+    try:
+        r = fit_fashion_mnist(epochs=1, bs=256, n_train=1024, n_valid=256, out=tmp_path/'a'/'latest', quiet=True, threads=1)
+        assert r['threads'] == 1
+        r = fit_fashion_mnist(epochs=1, bs=256, n_train=1024, n_valid=256, out=tmp_path/'b'/'latest', quiet=True)
+        assert 1 <= r['threads'] <= (os.cpu_count() or 1)
+    finally: torch.set_num_threads(old)

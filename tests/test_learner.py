@@ -283,3 +283,22 @@ def test_metrics_cb_alone_prints_the_progress_table(capsys):
     m = MetricsCB(); learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[m])
     learn.fit(1); learn.fit(1)
     assert [l.split()[0] for l in capsys.readouterr().out.splitlines()] == ['epoch', '1', 'epoch', '1']  # a header per fit
+
+def test_thread_guard_drops_to_one_thread_when_batches_slow_down():
+    import time
+    from miniai.learner import ThreadGuardCB
+    class Work(Callback):
+        "Each training batch takes ~5 ms; with `slow_from`, batches from that one on take 100 ms more (shared cores)."
+        def __init__(self, slow_from=None): self.slow_from = slow_from
+        def after_loss(self, learn):
+            if not learn.training: return
+            time.sleep(0.105 if self.slow_from is not None and learn.iter >= self.slow_from else 0.005)
+    old = torch.get_num_threads(); torch.set_num_threads(2)
+    try:
+        g = ThreadGuardCB()
+        TrainLearner(nn.Linear(3, 1), regression_dls(n=512, bs=32), F.mse_loss, cbs=[g, Work(slow_from=8)]).fit(1)
+        assert g.dropped and torch.get_num_threads() == 1
+        torch.set_num_threads(2); g2 = ThreadGuardCB()
+        TrainLearner(nn.Linear(3, 1), regression_dls(n=512, bs=32), F.mse_loss, cbs=[g2, Work()]).fit(1)
+        assert not g2.dropped and torch.get_num_threads() == 2  # steady batches: left alone
+    finally: torch.set_num_threads(old)
