@@ -75,6 +75,10 @@ def make_parser()->argparse.ArgumentParser:
     f.add_argument('--threads', type=_threads, default='auto',
                    help="torch's intra-op threads: N, or auto (default): the idle cores at the start, dropping to 1 "
                         "if the cores become shared during the fit")
+    f.add_argument('--procs', type=_positive(int, '--procs', hi=64), default=1,
+                   help='processes to train on (HF accelerate, launched with torch.distributed.run; gloo on CPU); '
+                        '--bs stays the global batch (default 1)')
+    f.add_argument('--run-dir', type=Path, default=None, help=argparse.SUPPRESS)  # set by --procs for its workers
     f.add_argument('--resume', type=Path, default=None,
                    help="continue the fit saved in this checkpoint (a run folder's checkpoint.pt, e.g. OUT/checkpoint.pt), with the same options")
     return p
@@ -280,7 +284,7 @@ def _write_failed(what:str, e:OSError, model, history, out)->OutputWriteError:
 
 def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sched:str='onecycle', pct_start:float=0.25,
         out:Path=Path('runs/latest'), n_train:int=None, n_valid:int=None, data:Path=None, quiet:bool=False,
-        precision:str='auto', accum:int=1, resume:Path=None, run_dir:Path=None, threads='auto')->dict:
+        precision:str='auto', accum:int=1, resume:Path=None, run_dir:Path=None, threads='auto', procs:int=1)->dict:
     """Train the conv net on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into a new run folder
     (`run_dir`, default `prepare_out(out)`), then make `out` a link to it (`publish_run`).
 
@@ -305,15 +309,22 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
     t0 = time.perf_counter()
     out = Path(out)
     run = prepare_out(out) if run_dir is None else Path(run_dir)
+    main = int(os.environ.get('RANK', 0)) == 0  # under --procs, only the main process writes and prints
+    if procs > 1 and not main: quiet = True
     try:
-        clean_stale(out)
+        if main: clean_stale(out)
         set_seed(seed)
-        dls = get_dls(bs=bs, path=data, n_train=n_train, n_valid=n_valid)
+        dls = get_dls(bs=bs // procs, path=data, n_train=n_train, n_valid=n_valid)  # bs: the global batch
         model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
         rec = RecorderCB(lr=rec_lr, mom=rec_mom)
         losses = RecorderCB(loss=rec_loss)
         metrics = MetricsCB(accuracy=MulticlassAccuracy())
-        cbs = [DeviceCB(), metrics, rec, losses]
+        cbs = [metrics, rec, losses]
+        if procs > 1:
+            from miniai.accel import AccelerateCB
+            cbs.insert(0, AccelerateCB(mixed_precision='fp16' if precision == 'fp16' else None))
+            if precision == 'fp16': precision = 'fp32'  # accelerate's scaler, not MixedPrecisionCB's
+        else: cbs.insert(0, DeviceCB())
         if quiet: metrics._log = lambda row: None  # as ProgressCB does, but showing nothing
         else: cbs.append(ProgressCB())
         if sched == 'onecycle': cbs.append(BatchSchedCB(partial(OneCycle, pct_start=pct_start)))
@@ -332,9 +343,10 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
             raise _write_failed(f"writing the checkpoint {run/'checkpoint.pt'} (after {len(metrics.history)} epochs)",
                                 de, model, metrics.history, out) from e
     except BaseException:
-        _drop_if_empty(run)  # an interrupted or failed run: its folder goes if nothing (no checkpoint) was written
+        if main: _drop_if_empty(run)  # an interrupted or failed run: its folder goes if nothing (no checkpoint) was written
         raise
 
+    if not main: return dict(accuracy=metrics.history[-1].get('accuracy'), out=str(out), run=str(run))
     try:
         atomic_write(run/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history)))
         save_fig(_loss_fig(losses.recs['loss'], metrics.history, losses.epochs), run/'loss.png')
@@ -349,6 +361,37 @@ def fit_fashion_mnist(epochs:int=5, lr:float=6e-2, bs:int=512, seed:int=42, sche
     if not quiet: print(f"valid accuracy {res['accuracy']:.4f}; {res['seconds']:.1f} s in all; wrote {run}/"
                         f"{{metrics.csv,loss.png,sched.png,model.pt}}; {out} -> {run.name}")
     return res
+
+def _shared_run_dir(out, p)->Path:
+    "Under an outside launcher: the main process makes the run folder (`prepare_out`) and tells the others its path."
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+    st = PartialState(cpu=not torch.cuda.is_available())
+    run = [None]
+    if st.is_main_process:
+        try: run = [prepare_out(out)]
+        except OutputError as e: p.error(str(e))  # the launcher then stops the other processes
+    broadcast_object_list(run)
+    return run[0]
+
+def _launch(args, argv, run, ckpt)->int:
+    """`miniai fit --procs N`: run N workers of the same command through `torch.distributed.run` (one machine, gloo on
+    CPU), each with cores/N threads, in the run folder made here; wait for them and exit with their status."""
+    import subprocess
+    n = args.procs
+    threads = max(1, (os.cpu_count() or 1) // n) if args.threads == 'auto' else args.threads
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m', 'miniai',
+           *argv, '--run-dir', str(run), '--threads', str(threads)]
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
+    try: rc = subprocess.run(cmd, env=env).returncode
+    except KeyboardInterrupt:  # the workers got the Ctrl-C too: each ends its batch, the main one writes the checkpoint
+        rc = 130
+    if rc == 130 or (rc != 0 and ckpt.exists()):
+        msg = f"checkpoint in {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists() else "no checkpoint was written"
+        print(f"\nminiai: the {n} processes stopped; {args.out} was not changed; {msg}", file=sys.stderr)
+    elif rc != 0: _drop_if_empty(run)
+    sys.exit(rc)
 
 def _resume_cmd(argv, ckpt)->str:
     "The command line that resumes this run: the same options, and `--resume ckpt`."
@@ -370,14 +413,24 @@ def main(argv=None):
     if args.cmd == 'fit':
         if args.pct_start is not None and args.sched != 'onecycle':
             p.error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
-        try: run = prepare_out(args.out)  # before the data, the imports and the training
-        except OutputError as e: p.error(str(e))
+        world = int(os.environ.get('WORLD_SIZE', '1'))
+        if world > 1:  # started by a launcher (`accelerate launch -m miniai fit ...`, torchrun): one of its workers
+            if args.procs not in (1, world): p.error(f"--procs={args.procs} but the launcher started {world} processes")
+            args.procs = world
+        if args.procs > 1 and args.bs % args.procs:
+            p.error(f"--bs={args.bs} with --procs={args.procs}: the global batch must split evenly across the processes")
+        if args.run_dir is not None: run = args.run_dir  # a worker of --procs: its launcher made the folder
+        elif world > 1: run = _shared_run_dir(args.out, p)
+        else:
+            try: run = prepare_out(args.out)  # before the data, the imports and the training
+            except OutputError as e: p.error(str(e))
         ckpt = run/'checkpoint.pt'
+        if args.procs > 1 and 'LOCAL_RANK' not in os.environ: return _launch(args, argv, run, ckpt)
         try:
             fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched,
                 pct_start=0.25 if args.pct_start is None else args.pct_start, out=args.out, n_train=args.n_train,
                 n_valid=args.n_valid, data=args.data, quiet=args.quiet, precision=args.precision, accum=args.accum,
-                resume=args.resume, run_dir=run, threads=args.threads)
+                resume=args.resume, run_dir=run, threads=args.threads, procs=args.procs)
         except KeyboardInterrupt:
             msg = (f"checkpoint written to {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists()
                    else "no checkpoint was written yet")

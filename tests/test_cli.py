@@ -282,3 +282,32 @@ def test_threads_fixed_and_auto(tmp_path):
         r = fit_fashion_mnist(epochs=1, bs=256, n_train=1024, n_valid=256, out=tmp_path/'b'/'latest', quiet=True)
         assert 1 <= r['threads'] <= (os.cpu_count() or 1)
     finally: torch.set_num_threads(old)
+
+@real_data
+def test_procs_2_trains_on_two_processes(tmp_path):
+    "miniai fit --procs 2: two workers (torch.distributed.run, gloo), one table, one run folder, a 2-process checkpoint."
+    import torch
+    out = tmp_path/'runs'/'latest'
+    r = run('fit', '--procs', '2', '--epochs', '2', '--n-train', '2048', '--n-valid', '512', '--bs', '256', '--out', str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [l for l in r.stdout.splitlines() if l.split()[:1] in (['1'], ['2'])]
+    assert len(rows) == 2 and r.stdout.count('valid accuracy') == 1  # printed by the main process only
+    assert sorted(p.name for p in out.iterdir()) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'model.pt', 'sched.png']
+    st = torch.load(out/'checkpoint.pt', weights_only=False)
+    assert st['fit']['procs'] == 2 and st['fit']['n_batches'] == 2048 // 256  # global batches of 256: 128 per process
+    assert len(list(csv.DictReader(open(out/'metrics.csv')))) == 2
+    r = run('fit', '--procs', '3', '--bs', '256', '--out', str(tmp_path/'x'))
+    assert r.returncode == 2 and '--bs=256 with --procs=3' in r.stderr
+
+@real_data
+def test_accelerate_launch_form(tmp_path):
+    "`accelerate launch --multi_gpu --num_processes 2 -m miniai fit ...` (CPU): the workers share one run folder."
+    import os, torch
+    out = tmp_path/'latest'
+    acc = str(Path(sys.executable).with_name('accelerate'))
+    r = subprocess.run([acc, 'launch', '--multi_gpu', '--num_processes', '2', '-m', 'miniai', 'fit', '--epochs', '1',
+                        '--n-train', '1024', '--n-valid', '256', '--bs', '256', '--out', str(out)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count('valid accuracy') == 1 and len(list(tmp_path.glob('latest.run-*'))) == 1
+    assert torch.load(out/'checkpoint.pt', weights_only=False)['fit']['procs'] == 2
