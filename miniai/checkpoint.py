@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from fastcore.basics import store_attr
+from .core import check_num, check_bool
 from .learner import Callback, CancelFitException, MetricsCB
 
 # %% ../nbs/12_checkpoint.ipynb #a93418d2
@@ -47,11 +48,9 @@ class CheckpointCB(Callback):
                  verbose:bool=True # say on stderr where an interruption's checkpoint is and how to resume
                 ):
         "Called once: checks the arguments."
-        for nm,v in (('every_epochs', every_epochs), ('every_updates', every_updates)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{nm}={v!r}: must be None or an int >= 1")
-        for nm,v in (('on_interrupt', on_interrupt), ('verbose', verbose)):
-            if not isinstance(v, bool): raise ValueError(f"{nm}={v!r}: must be True or False")
+        every_epochs = check_num('every_epochs', every_epochs, lo=1, integer=True, allow_none=True)
+        every_updates = check_num('every_updates', every_updates, lo=1, integer=True, allow_none=True)
+        on_interrupt,verbose = check_bool('on_interrupt', on_interrupt),check_bool('verbose', verbose)
         store_attr()
         self.path,self.saved = check_path('path', path),None
         self._done,self._stop,self._old = False,False,None
@@ -133,8 +132,7 @@ class MonitorCB(Callback):
         "Called once: checks the arguments."
         if not isinstance(monitor, str): raise ValueError(f"monitor={monitor!r}: must be the name of a metrics column")
         if mode not in ('min', 'max', 'auto'): raise ValueError(f"mode={mode!r}: must be 'min', 'max' or 'auto'")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not (min_delta >= 0 and math.isfinite(min_delta)):
-            raise ValueError(f"min_delta={min_delta!r}: must be a finite number >= 0")
+        min_delta = check_num('min_delta', min_delta, lo=0)
         if mode == 'auto': mode = 'min' if ('loss' in monitor or 'error' in monitor) else 'max'
         self.monitor,self.mode,self.min_delta,self._resume = monitor,mode,float(min_delta),None
         self.best,self.best_epoch,self.wait = None,None,0
@@ -178,8 +176,7 @@ class EarlyStoppingCB(MonitorCB):
                  mode:str='auto' # 'min', 'max', or 'auto'
                 ):
         "Called once: checks the arguments."
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"patience={patience!r}: must be an int >= 1 (epochs without improvement)")
+        patience = check_num('patience', patience, lo=1, integer=True, what='an int >= 1 (epochs without improvement)')
         super().__init__(monitor, mode, min_delta)
         self.patience,self.stopped_epoch = patience,None
     def before_fit(self, learn):
@@ -204,7 +201,7 @@ class SaveBestCB(MonitorCB):
                  load_best:bool=True # load the best weights into the model when the fit ends (also when stopped early)
                 ):
         "Called once: checks the arguments."
-        if not isinstance(load_best, bool): raise ValueError(f"load_best={load_best!r}: must be True or False")
+        load_best = check_bool('load_best', load_best)
         super().__init__(monitor, mode, min_delta)
         self.path,self.load_best = check_path('path', path),load_best
     def before_fit(self, learn):

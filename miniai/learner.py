@@ -27,7 +27,7 @@ from fastcore.foundation import L
 from torcheval.metrics import Mean
 from matplotlib.figure import Figure
 
-from .core import atomic_write
+from .core import atomic_write, short_repr, check_num, check_bool
 
 # %% ../nbs/02_learner.ipynb #18e1146e
 class CancelFitException(Exception):
@@ -116,9 +116,7 @@ class GradAccumCB(Callback):
     def __init__(self, n:int # batches per optimizer update, >= 1
                 ):
         "Called once: validates `n`."
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n={n!r}: GradAccumCB needs an int >= 1 (batches per optimizer update)")
-        self.n = n
+        self.n = check_num('n', n, lo=1, integer=True, what='an int >= 1 (batches per optimizer update)')
 
 def _cb_name(f)->str:
     "The class name of the callback a bound hook method belongs to."
@@ -139,7 +137,7 @@ class Learner:
                  opt_func=optim.SGD # `opt_func(params, lr)` builds the optimizer at the start of each fit
                 ):
         "Called once: checks and stores its arguments; nothing is built until `fit`."
-        _check_lr(lr)
+        lr = _check_lr(lr)
         cbs = L(cbs)
         _check_cbs(cbs, 'cbs')
         _check_dls(dls)
@@ -290,9 +288,9 @@ class Learner:
         With `resume`, the fit continues where the checkpoint was taken (mid-epoch included): model, optimizer,
         every stateful callback, grad scaler, counts, data order and random generators are restored, so that the
         finished run is the one an uninterrupted fit would have given. A checkpoint of a different fit is refused."""
-        if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or not 0 <= n_epochs <= 2**53:
-            raise ValueError(f"n_epochs={n_epochs!r}: must be an int >= 0 (at most 2**53)")
-        if lr is not None: _check_lr(lr)
+        n_epochs = check_num('n_epochs', n_epochs, lo=0, hi=2**53, integer=True)
+        train,valid = check_bool('train', train),check_bool('valid', valid)
+        if lr is not None: lr = _check_lr(lr)
         for nm,flag in (('train', train), ('valid', valid)):
             if flag and not hasattr(self.dls, nm):
                 raise ValueError(f"fit(..., {nm}=True) needs dls.{nm}, but dls is {type(self.dls).__name__}: "
@@ -334,9 +332,9 @@ class Learner:
         "`opt_func(params, lr)`, with an error naming `opt_func` when it cannot build an optimizer from them."
         try: opt = self.opt_func(self.model.parameters(), lr)
         except (TypeError, ValueError) as e:
-            raise type(e)(f"opt_func={_short(self.opt_func)} failed as opt_func(params, lr={lr}): {e}") from e
+            raise type(e)(f"opt_func={short_repr(self.opt_func)} failed as opt_func(params, lr={lr}): {e}") from e
         if not hasattr(opt, 'param_groups'):
-            raise TypeError(f"opt_func={_short(self.opt_func)} returned {_short(opt)}, not a torch optimizer")
+            raise TypeError(f"opt_func={short_repr(self.opt_func)} returned {short_repr(opt)}, not a torch optimizer")
         return opt
 
     def _find_accum(self)->int:
@@ -355,18 +353,14 @@ def _check_cbs(cbs, what:str):
 _F32_MAX = torch.finfo(torch.float32).max
 
 def _check_lr(lr):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr <= _F32_MAX:
-        raise ValueError(f"lr={lr!r}: must be a finite number > 0 (at most {_F32_MAX:.3g}, the parameters' float32)")
-
-def _short(o, n:int=60)->str:
-    r = repr(o)
-    return r if len(r) <= n else r[:n] + '...'
+    "`lr` as a float: a number (Python, numpy or 0-d tensor, see `check_num`) > 0 that float32 can hold."
+    return check_num('lr', lr, lo=0, lo_open=True, hi=_F32_MAX, what=f"a finite number > 0 (at most {_F32_MAX:.3g}, the parameters' float32)")
 
 def _check_dls(dls):
     "Each of `dls.train` / `dls.valid` that is there must be an iterable of batches."
     for nm in ('train', 'valid'):
         if hasattr(dls, nm) and not hasattr(getattr(dls, nm), '__iter__'):
-            raise TypeError(f"dls.{nm}={_short(getattr(dls, nm))}: must be an iterable of batches (a DataLoader, MemoryDL, list...)")
+            raise TypeError(f"dls.{nm}={short_repr(getattr(dls, nm))}: must be an iterable of batches (a DataLoader, MemoryDL, list...)")
 
 def no_scaler():
     "A disabled `torch.amp.GradScaler`: `scale(loss)` is `loss` and `step(opt)` is `opt.step()`. The default `learn.scaler`."
@@ -387,7 +381,7 @@ def _bad_loss(learn):
     l = learn.loss
     why = (f"a {type(l).__name__}, not a tensor" if not isinstance(l, torch.Tensor) else
            "a tensor without a gradient (not computed from the model's outputs?)")
-    raise TypeError(f"loss_func={_short(learn.loss_func)} gave {why}: the training loss must be a tensor to backpropagate")
+    raise TypeError(f"loss_func={short_repr(learn.loss_func)} gave {why}: the training loss must be a tensor to backpropagate")
 
 def _divide_grads(opt, k:int):
     "Divide the accumulated gradients of `opt`'s parameters by `k` (the batches summed into them)."
@@ -417,12 +411,12 @@ class TrainLearner(Learner):
         if args: raise TypeError(_PREDICT_MSG)
         b = self.batch
         if not isinstance(b, (tuple, list)) or len(b) < 2:
-            raise TypeError(f"dls gave a batch {_short(b, 40)} ({type(b).__name__}): TrainLearner needs (x, y) batches")
+            raise TypeError(f"dls gave a batch {short_repr(b, 40)} ({type(b).__name__}): TrainLearner needs (x, y) batches")
         self.preds = self.model(b[0])
     def get_loss(self):
         "Sets `self.loss` from `self.preds` and the targets."
         try: self.loss = self.loss_func(self.preds, self.batch[1])
-        except TypeError as e: raise TypeError(f"loss_func={_short(self.loss_func)} failed as loss_func(preds, targets): {e}") from e
+        except TypeError as e: raise TypeError(f"loss_func={short_repr(self.loss_func)} failed as loss_func(preds, targets): {e}") from e
     def backward(self):
         "Backpropagates `self.loss` (through `self.scaler`: scaled under fp16 mixed precision, as is otherwise)."
         if not (isinstance(self.loss, torch.Tensor) and self.loss.requires_grad): _bad_loss(self)
@@ -437,9 +431,7 @@ class TrainLearner(Learner):
 class MomentumLearner(TrainLearner):
     "A `TrainLearner` that keeps `mom` times the gradients instead of zeroing them (momentum without the optimizer)."
     def __init__(self, model, dls, loss_func, lr=0.1, cbs=None, opt_func=optim.SGD, mom:float=0.85):
-        if isinstance(mom, bool) or not isinstance(mom, (int, float)) or not 0 <= mom < 1:
-            raise ValueError(f"mom={mom!r}: must be a number in [0, 1) (the fraction of the gradients kept)")
-        self.mom = mom
+        self.mom = check_num('mom', mom, lo=0, hi=1, hi_open=True, what='a number in [0, 1) (the fraction of the gradients kept)')
         super().__init__(model, dls, loss_func, lr, cbs, opt_func)
     def zero_grad(self):
         "Scales the gradients by `mom`."
@@ -467,9 +459,8 @@ class MetricsCB(Callback):
         for o in ms: metrics[type(o).__name__] = o
         for k,m in metrics.items():
             if not all(callable(getattr(m, a, None)) for a in ('update', 'compute', 'reset')):
-                raise TypeError(f"{k}={_short(m)}: not a metric (a torcheval Metric, with update/compute/reset)")
-        if not isinstance(train_metrics, bool): raise ValueError(f"train_metrics={train_metrics!r}: must be True or False")
-        self.metrics,self.train_metrics = metrics,train_metrics
+                raise TypeError(f"{k}={short_repr(m)}: not a metric (a torcheval Metric, with update/compute/reset)")
+        self.metrics,self.train_metrics = metrics,check_bool('train_metrics', train_metrics)
         self.loss = Mean()
         self.history,self.row,self._pending,self._resume,self._resume_acc = [],None,False,None,None
 
@@ -619,9 +610,8 @@ class LRFinderCB(Callback):
                  max_mult:float=3. # stop once the loss exceeds this many times its minimum so far
                 ):
         "Called once by `lr_find`: checks and stores the two settings."
-        if not gamma > 1: raise ValueError(f"gamma={gamma!r}: must be > 1 (the lr grows by this factor per batch)")
-        if not max_mult > 1: raise ValueError(f"max_mult={max_mult!r}: must be > 1")
-        self.gamma,self.max_mult = gamma,max_mult
+        self.gamma = check_num('gamma', gamma, lo=1, lo_open=True, what='a number > 1 (the lr grows by this factor per batch)')
+        self.max_mult = check_num('max_mult', max_mult, lo=1, lo_open=True)
 
     def before_fit(self, learn):
         "Starts empty records."
@@ -936,8 +926,10 @@ class ThreadGuardCB(Callback):
                  patience:int=3, # slow batches in a row before dropping to one thread
                  warmup:int=5 # batches timed before the median is trusted
                 ):
-        "Called once: stores the settings."
-        self.factor,self.patience,self.warmup,self.dropped = factor,patience,warmup,False
+        "Called once: checks and stores the settings."
+        self.factor = check_num('factor', factor, lo=1, lo_open=True)
+        self.patience,self.warmup = check_num('patience', patience, lo=1, integer=True),check_num('warmup', warmup, lo=1, integer=True)
+        self.dropped = False
     def before_fit(self, learn):
         "Starts timing afresh."
         self.times,self.slow,self.t = [],0,None

@@ -14,7 +14,8 @@ from functools import partial
 from fastcore.basics import patch
 from fastcore.foundation import L
 from .learner import Learner, Callback
-from .schedbase import resolve_field, check_num
+from .core import check_num
+from .schedbase import resolve_field
 from .sched import BatchSchedCB, RecorderCB, rec_lr, rec_mom
 from .schedfamily import ParamSched, SchedCos, combine_scheds, CosineRestartsSched, _lrs
 

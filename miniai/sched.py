@@ -19,7 +19,8 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from matplotlib.figure import Figure
 
-from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter, check_num, check_bool, check_opt, _has_tensor
+from .core import check_num, check_bool
+from .schedbase import StatefulSchedulerBase, resolve_field, get_field, field_setter, check_opt, _has_tensor
 from .learner import Callback
 from .core import Fig
 

@@ -74,64 +74,7 @@ def field_setter(field:str, # a field resolved by `resolve_field`
     return _set
 
 # %% ../nbs/05_schedbase.ipynb #a1c0de02
-def _short(v, n:int=80)->str:
-    "`repr(v)`, cut to `n` characters (a model or a long list would flood the message)."
-    r = repr(v)
-    return r if len(r) <= n else r[:n - 3] + '...'
-
-def _real(v):
-    "`v` as a Python int or float if it is a real number (see `check_num`), else None."
-    if hasattr(v, 'ndim') and hasattr(v, 'item'):  # a torch tensor, a numpy array or numpy scalar
-        try:
-            if v.ndim != 0: return None
-            v = v.item()
-        except Exception: return None
-    if isinstance(v, bool) or not isinstance(v, numbers.Real): return None
-    if isinstance(v, numbers.Integral): return int(v)
-    return float(v)
-
-def _bounds(lo, hi, lo_open:bool, hi_open:bool)->str:
-    if lo is not None and hi is not None: return f" in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None: return f" {'>' if lo_open else '>='} {lo}"
-    if hi is not None: return f" {'<' if hi_open else '<='} {hi}"
-    return ''
-
-def check_num(name:str, # the parameter's name, for the message
-              v, # the value given
-              *, lo=None, hi=None, # bounds (None: unbounded)
-              lo_open:bool=False, hi_open:bool=False, # exclude the bound itself
-              integer:bool=False, # a count: only integer types pass (10.0 is refused)
-              allow_none:bool=False, # None is returned as None
-              what:str=None # what is allowed, for the message (default: from the bounds)
-             ):
-    """`v` as a Python float (an int when `integer`): a finite real number inside the bounds, given as a Python
-    number, a numpy scalar or 0-d array, or a 0-d torch tensor. Anything else is a ValueError naming `name`,
-    `v` and what is allowed."""
-    x = _real(v)
-    if x is None and v is None and allow_none: return None
-    ok = x is not None and (not integer or isinstance(x, int))
-    if ok and not integer:
-        try: x = float(x)
-        except OverflowError: ok = False
-    if ok: ok = (isinstance(x, int) or math.isfinite(x)) and not (
-        (lo is not None and (x <= lo if lo_open else x < lo)) or (hi is not None and (x >= hi if hi_open else x > hi)))
-    if ok: return x
-    allowed = what or ('an int' if integer else 'a finite number') + _bounds(lo, hi, lo_open, hi_open)
-    if allow_none: allowed += ' or None'
-    if x is None:
-        shape = f' of shape {tuple(v.shape)}' if getattr(v, 'ndim', 0) else ''
-        why = (f" (got a {type(v).__name__}{shape}: a number is a Python int or float, a numpy scalar or a 0-d tensor)"
-               if v is not None else '')
-    elif integer and not isinstance(x, int): why = " (a float: a count takes an integer type, write 10 and not 10.0)"
-    else: why = ''
-    raise ValueError(f"{name}={_short(v)}: must be {allowed}{why}")
-
-def check_bool(name:str, v)->bool:
-    "`v` if it is True or False (numpy's bools too); 'False', 0 or None would be read as a truth value, silently."
-    if isinstance(v, bool): return v
-    if type(v).__module__ == 'numpy' and type(v).__name__ in ('bool_', 'bool'): return bool(v)
-    raise ValueError(f"{name}={_short(v)}: must be True or False")
-
+from .core import short_repr, real_number, check_num, check_bool
 
 # %% ../nbs/05_schedbase.ipynb #a1c0de04
 def check_opt(opt, # what was passed as the optimizer
@@ -143,17 +86,17 @@ def check_opt(opt, # what was passed as the optimizer
     the same TypeError or ValueError for every scheduler, before anything is written."""
     pgs = getattr(opt, 'param_groups', None)
     if not isinstance(pgs, (list, tuple)) or not all(isinstance(pg, dict) for pg in pgs):
-        raise TypeError(f"{owner} needs a torch optimizer, got {type(opt).__name__}: {_short(opt)}")
+        raise TypeError(f"{owner} needs a torch optimizer, got {type(opt).__name__}: {short_repr(opt)}")
     if not pgs: raise ValueError(f"{owner}: the optimizer {type(opt).__name__} has no param groups: there is nothing to schedule")
     if field is None: return opt
     if not isinstance(field, str):
-        raise TypeError(f"{name}={_short(field)}: must be the name of a param-group field (a str such as 'lr' or 'mom')")
+        raise TypeError(f"{name}={short_repr(field)}: must be the name of a param-group field (a str such as 'lr' or 'mom')")
     for i,pg in enumerate(pgs):
         try: v = get_field(pg, field)
         except ValueError as e: raise ValueError(f"{name}={field!r}: {e}") from None  # names the group's fields
-        x = _real(v)
+        x = real_number(v)
         if x is None or not math.isfinite(x):
-            raise ValueError(f"{name}={field!r}: param group {i} holds {_short(v)} there, not a finite number; schedulable "
+            raise ValueError(f"{name}={field!r}: param group {i} holds {short_repr(v)} there, not a finite number; schedulable "
                              f"fields are numbers such as 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2'")
     return opt
 
@@ -183,7 +126,7 @@ class SchedulerBase:
         self._set = field_setter(self._field, self._tensor)
         self._initial_param_group_field = ini = f'initial_{self._field}'
         for pg in pgs:  # torch stores a clone of a tensor value here; a float cannot alias the group's tensor either
-            if ini not in pg: pg[ini] = _real(get_field(pg, self._field))
+            if ini not in pg: pg[ini] = real_number(get_field(pg, self._field))
         self.base_values = [check_num(f'param group {i} {ini}', pg[ini]) for i,pg in enumerate(pgs)]
         self.num_updates = 0
         self._update_param_groups(self.base_values)

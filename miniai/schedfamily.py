@@ -17,7 +17,8 @@ from functools import partial
 import torch
 from fastcore.basics import patch
 from torch import nn
-from .schedbase import StatefulSchedulerBase, get_field, check_num, check_bool, check_opt, _real
+from .core import check_num, check_bool, real_number
+from .schedbase import StatefulSchedulerBase, get_field, check_opt
 from .sched import check_T_max
 
 # %% ../nbs/07_schedfamily.ipynb #b64f92d3
@@ -501,7 +502,7 @@ class ParamSched(StatefulSchedulerBase):
         vs = []
         for i,(f,b) in enumerate(zip(self.fs, self.base_values)):
             v = f(pos)
-            x = v if type(v) is float else _real(v)  # a numpy or 0-d tensor value counts as its number
+            x = v if type(v) is float else real_number(v)  # a numpy or 0-d tensor value counts as its number
             if x is not None and self.relative: x = b*x
             if x is None or x - x != 0:  # not a number, or nan/inf
                 raise ValueError(f"ParamSched: param group {i} would get {self.param_group_field}={v!r} at pos={pos!r} "
