@@ -99,8 +99,9 @@ class CheckpointCB(Callback):
         self.save(learn)
         if self.verbose:
             e,ph,b = learn.pos
-            where = (f"the start of epoch {e}" if ph == 'train' and b == 0 else
-                     f"epoch {e}, {'after training batch ' + str(b - 1) if ph == 'train' else 'before its validation pass'}")
+            # numbered from 1, as the metrics table and metrics.csv number epochs
+            where = (f"the start of epoch {e + 1}" if ph == 'train' and b == 0 else
+                     f"epoch {e + 1}, {'after training batch ' + str(b) if ph == 'train' else 'before its validation pass'}")
             note = " (stopped inside a batch: it is redone on resume)" if learn.mid_batch else ""
             print(f"miniai: fit interrupted at {where}{note}; checkpoint written to {self.path}. "
                   f"Resume with learn.fit({learn.n_epochs}, resume={str(self.path)!r})", file=sys.stderr, flush=True)
@@ -116,7 +117,7 @@ class TerminateOnNaNCB(Callback):
         if not torch.isfinite(learn.loss).all():
             v = learn.loss.detach().float().cpu()
             raise NonFiniteLossError(
-                f"the loss is {v.item() if v.numel() == 1 else v} at epoch {learn.epoch}, batch {learn.iter} "
+                f"the loss is {v.item() if v.numel() == 1 else v} at epoch {learn.epoch + 1}, batch {learn.iter + 1} "
                 f"({'training' if learn.training else 'validation'} pass): the fit is stopped before this batch changes "
                 f"the weights. Lower the lr (or use warm-up / gradient clipping) and resume from the last checkpoint")
 
@@ -188,7 +189,7 @@ class EarlyStoppingCB(MonitorCB):
         if self.wait >= self.patience:
             self.stopped_epoch,learn.stopped_early = learn.epoch,True
             print(f"EarlyStoppingCB: no improvement of {self.monitor} for {self.wait} epochs (best {self.best!r} "
-                  f"at epoch {self.best_epoch}): stopping after epoch {learn.epoch}", file=sys.stderr)
+                  f"at epoch {self.best_epoch + 1}): stopping after epoch {learn.epoch + 1}", file=sys.stderr)
             raise CancelFitException()
 
 class SaveBestCB(MonitorCB):

@@ -603,7 +603,7 @@ def test_terminate_on_nan(tmp_path, val, training):
                          cbs=[quiet_metrics(), TerminateOnNaNCB(), ex, SaveBestCB(path=best),
                               CheckpointCB(ck, every_updates=1, verbose=False)])
     pass_ = 'training' if training else 'validation'
-    with pytest.raises(NonFiniteLossError, match=rf"loss is {val} at epoch 1, batch 3 \({pass_} pass\)"): learn.fit(3)
+    with pytest.raises(NonFiniteLossError, match=rf"loss is {val} at epoch 2, batch 4 \({pass_} pass\)"): learn.fit(3)
     assert ex.before is not None
     eq_(ck.read_bytes(), ex.before[ck])  # the last good checkpoint stays
     eq_(best.read_bytes(), ex.before[best])  # and the best model's file
