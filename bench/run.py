@@ -26,6 +26,8 @@ def main():
     from bench_data import bench_data
     from bench_sched import bench_sched
     from bench_precision import bench_epoch_time, bench_accuracy
+    from bench_threads import bench_threads
+    from bench_accel import run as run_procs
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print('\n== end to end (run first, in a fresh subprocess, while nothing else runs): miniai fit defaults')
@@ -45,6 +47,13 @@ def main():
     print('  ' + ', '.join(f"{k} {v:.2f} s/epoch" for k,v in r['seconds_per_epoch'].items()) + f"; ratio bf16/fp32 {r['ratio_bf16_fp32']:.3f}")
     res['precision_accuracy'] = r = bench_accuracy()
     for p,d in r.items(): print(f"  {p}: " + ', '.join(f"seed {s} {v['accuracy']:.4f}" for s,v in d.items()))
+    print('\n== threads: s/batch with 1 and 2 intra-op threads, quiet and beside a competing load (interleaved)')
+    for load in (False, True):
+        res[f'threads_load_{load}'] = r = bench_threads(load=load)
+        print(f"  {'with a load' if load else 'quiet'}: " + ', '.join(f"{n} thread(s) {v*1e3:.0f} ms (x{r['ratio'][n]:.2f})" for n,v in r['seconds_per_batch'].items()))
+    print('\n== processes: 1 vs 2 (HF accelerate, gloo, 1 thread each), 1 epoch of the default job, alternated')
+    res['procs'] = rs = [run_procs(n, 1, 60000, 512) for n in (1, 2, 1, 2)]
+    for r in rs: print(f"  {r['procs']} process(es): {r['img_s']:,.0f} training images/s, accuracy {r['acc']:.4f}")
     (here/'results.json').write_text(json.dumps(res, indent=1, default=str))
 
 if __name__ == '__main__': main()
