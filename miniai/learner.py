@@ -14,6 +14,7 @@ import math, random, signal, sys, threading, time
 from copy import deepcopy
 from functools import partial
 from operator import attrgetter
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -25,9 +26,8 @@ from torch import nn, optim
 from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from torcheval.metrics import Mean
-from matplotlib.figure import Figure
 
-from .core import atomic_write, short_repr, check_num, check_bool
+from .core import atomic_write, short_repr, check_num, check_bool, Fig
 
 # %% ../nbs/02_learner.ipynb #18e1146e
 class CancelFitException(Exception):
@@ -601,8 +601,6 @@ class SingleBatchCB(Callback):
     def after_batch(self, learn): raise CancelFitException()
 
 # %% ../nbs/02_learner.ipynb #fc7e2f3b
-from .core import Fig
-
 class LRFinderCB(Callback):
     "Multiplies the lr by `gamma` after each training batch and stops when the loss exceeds `max_mult` × its minimum."
     order = 1
@@ -931,8 +929,8 @@ class ThreadGuardCB(Callback):
         self.patience,self.warmup = check_num('patience', patience, lo=1, integer=True),check_num('warmup', warmup, lo=1, integer=True)
         self.dropped = False
     def before_fit(self, learn):
-        "Starts timing afresh."
-        self.times,self.slow,self.t = [],0,None
+        "Starts timing afresh: the median is taken over the last 50 normal batches (a fixed cost per batch)."
+        self.times,self.slow,self.t = deque(maxlen=50),0,None
     def before_batch(self, learn):
         "Starts the batch's clock (training batches only)."
         self.t = time.perf_counter() if learn.training else None
@@ -940,12 +938,13 @@ class ThreadGuardCB(Callback):
         "Compares the batch's time with the median so far; drops to one thread after `patience` slow ones."
         if self.t is None or torch.get_num_threads() == 1: return
         dt = time.perf_counter() - self.t
-        if len(self.times) >= self.warmup and dt > self.factor * sorted(self.times)[len(self.times)//2]:
+        med = sorted(self.times)[len(self.times)//2] if len(self.times) >= self.warmup else None
+        if med is not None and dt > self.factor * med:
             self.slow += 1
             if self.slow >= self.patience:
                 torch.set_num_threads(1); self.dropped = True
-                print(f"miniai: training batches became {dt / sorted(self.times)[len(self.times)//2]:.0f}x slower: the "
-                      f"cores are shared; using 1 thread from now on (set --threads to choose)", file=sys.stderr, flush=True)
+                print(f"miniai: training batches became {dt / med:.0f}x slower: the cores are shared; using 1 thread "
+                      f"from now on (set --threads to choose)", file=sys.stderr, flush=True)
             return
         self.slow = 0
         self.times.append(dt)
