@@ -20,13 +20,11 @@ from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB, NonFiniteLossError
 from miniai.sched import BatchSchedCB, EpochSchedCB, OneCycle, CosineAnnealing, RecorderCB, rec_lr
 from miniai.schedfamily import WSDSched, CosineSched
 from miniai.core import clean_stale_tmp
+from loaders import DLs, ShuffledDL
 
 REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------------- helpers
-class DLs:
-    def __init__(self, train, valid): self.train,self.valid = train,valid
-
 def reg_batches(n_batches, bs=8, d=5, seed=0):
     "Regression batches of equal size (so a mean over a group of batches is the mean over their concatenation)."
     g = torch.Generator().manual_seed(seed)
@@ -312,16 +310,6 @@ def test_mixed_precision_with_accum(dtype):
     assert rel(d1, d32) > 0.1  # (which the comparison can tell from another accumulation)
 
 # ---------------------------------------------------------------------------------------------------- 4. checkpoint / resume
-class ShuffledDL:
-    "A loader that draws a new order from torch's global generator each epoch, as a real one does."
-    def __init__(self, x, y, bs): self.x,self.y,self.bs = x,y,bs
-    def __len__(self): return -(-len(self.x) // self.bs)
-    def __iter__(self):
-        idx = torch.randperm(len(self.x))
-        for i in range(len(self)):
-            j = idx[i*self.bs:(i+1)*self.bs]
-            yield self.x[j], self.y[j]
-
 _X,_Y = class_data(640)
 def ck_dls(n=640): return DLs(ShuffledDL(_X[:n], _Y[:n], 64), ShuffledDL(_X[:128], _Y[:128], 64))
 
@@ -525,17 +513,8 @@ from torch import nn, optim
 from miniai.learner import TrainLearner, Callback, MetricsCB
 from miniai.checkpoint import CheckpointCB
 from miniai.sched import BatchSchedCB, OneCycle, RecorderCB
-
-class DLs:
-    def __init__(self, train, valid): self.train,self.valid = train,valid
-class ShuffledDL:
-    def __init__(self, x, y, bs): self.x,self.y,self.bs = x,y,bs
-    def __len__(self): return -(-len(self.x) // self.bs)
-    def __iter__(self):
-        idx = torch.randperm(len(self.x))
-        for i in range(len(self)):
-            j = idx[i*self.bs:(i+1)*self.bs]
-            yield self.x[j], self.y[j]
+sys.path.insert(0, TESTS_DIR)
+from loaders import DLs, ShuffledDL
 
 def make_learn(ck):
     torch.manual_seed(0)
@@ -560,7 +539,7 @@ if __name__ == '__main__':
 
 @pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
 def test_real_ctrl_c_checkpoints_and_resumes_exactly(tmp_path, one_thread):
-    job = tmp_path/'job.py'; job.write_text(CTRL_C_JOB)
+    job = tmp_path/'job.py'; job.write_text(CTRL_C_JOB.replace('TESTS_DIR', repr(str(Path(__file__).parent))))
     ck = tmp_path/'ck.pt'
     p = subprocess.Popen([sys.executable, str(job), str(ck)], cwd=tmp_path, env=_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
