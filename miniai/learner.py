@@ -268,7 +268,7 @@ class Learner:
     def _fit(self, train, valid):
         start,self._start = self._start,None
         if start is not None: self._restore_after_setup(start)
-        sp = None if start is None else (start['pos']['epoch'], start['pos']['phase'], start['pos']['batch'])
+        sp = self.pos if start is not None else None  # where the resumed fit stopped (set by `_restore_before_setup`)
         for self.epoch in self.epochs:
             phase,done = sp[1:] if sp is not None and sp[0] == self.epoch else ('train', 0)
             self._skip = done if phase == 'train' else 0
@@ -307,7 +307,7 @@ class Learner:
             self.n_epochs,self.epochs = n_epochs,range(n_epochs)
             self.n_updates,self.epoch,self.iter,self._skip,self._start = 0,0,0,0,None
             self.do_train,self.do_valid = train,valid  # which passes this fit runs, for callbacks to check
-            self.accum,self.update_now,self._group = self._find_accum(),True,1
+            self.accum = self._find_accum()
             self.pos,self._pass_rng,self.mid_batch = (0, 'train', 0),None,False
             self.scaler,self.n_procs = no_scaler(),1  # MixedPrecisionCB / AccelerateCB change them
             if self.opt_func: self.opt = self._make_opt(self.lr if lr is None else lr)

@@ -351,8 +351,8 @@ class BaseSchedCB(Callback):
         self._fit = dict(n_epochs=n_epochs, steps_per_epoch=per_epoch, opt=type(learn.opt).__name__)
         if self.state is not None and 'fit' in self.state:  # check before building anything, then build the saved schedule
             self._check_resume(learn, self.state)
-            n_epochs,per_epoch = self._fit['n_epochs'],self._fit['steps_per_epoch'] = (self.state['fit']['n_epochs'],
-                                                                                      self.state['fit']['steps_per_epoch'])
+            n_epochs,per_epoch = self.state['fit']['n_epochs'],self.state['fit']['steps_per_epoch']
+            self._fit.update(n_epochs=n_epochs, steps_per_epoch=per_epoch)
         self.sched,self._advance = make_sched(self.sched_fn, learn.opt, n_epochs, per_epoch, nb, nv)
         self.n = 0
         if self.state is not None:
