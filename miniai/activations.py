@@ -24,7 +24,8 @@ def set_seed(seed:int, # seed for torch (CPU and GPUs), `random` and NumPy
     if deterministic:
         import os
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-    torch.use_deterministic_algorithms(deterministic)
+    # torch's setter imports torch._dynamo (about 1 s): call it only when the setting changes
+    if deterministic != torch.are_deterministic_algorithms_enabled(): torch.use_deterministic_algorithms(deterministic)
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -22,10 +22,10 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'fractal_perm', 'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
            'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params',
            'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-           'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB',
-           'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched',
-           'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
-           'AccelerateCB', 'make_parser', 'fit_fashion_mnist', 'main', 'idle_cores', 'auto_threads']
+           'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
+           'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
+           'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
+           'AccelerateCB', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -57,7 +57,7 @@ from .schedfamily import (
     SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched,
     ProportionScheduler, CosineLrScheduler, no_wd_params, layer_units, param_groups, group_opt_func)
 from .precision import (
-    MixedPrecisionCB, native_bf16, auto_precision)
+    MixedPrecisionCB, native_bf16, auto_precision, ChannelsLastCB)
 from .checkpoint import (
     check_path, check_folder, CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB,
     EarlyStoppingCB, SaveBestCB)
@@ -67,7 +67,7 @@ from .recipes import (
 from .accel import (
     ShardedDL, AccelerateScaler, AccelerateCB)
 from .cli import (
-    make_parser, fit_fashion_mnist, main, idle_cores, auto_threads)
+    make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool',
     'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD',
@@ -91,8 +91,8 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
     'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler',
     'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB',
-    'native_bf16', 'auto_precision', 'check_path', 'check_folder', 'CheckpointCB',
+    'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB',
     'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
     'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
     'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB',
-    'make_parser', 'fit_fashion_mnist', 'main', 'idle_cores', 'auto_threads']
+    'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']

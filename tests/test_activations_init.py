@@ -246,6 +246,16 @@ def test_set_seed_python_numpy_and_deterministic():
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+def test_set_seed_leaves_torch_dynamo_unimported():
+    "torch.use_deterministic_algorithms imports torch._dynamo (about 1 s of `miniai fit`): set_seed calls it only to change the setting."
+    code = ("import sys, torch; from miniai.activations import set_seed; set_seed(1); "
+            "assert 'torch._dynamo' not in sys.modules, 'set_seed imported torch._dynamo'; "
+            "set_seed(1, deterministic=True); assert torch.are_deterministic_algorithms_enabled(); "
+            "set_seed(1); assert not torch.are_deterministic_algorithms_enabled()")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
 # ---------------------------------------------------------------- init
 
 @settings(max_examples=50, deadline=None)
