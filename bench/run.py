@@ -1,7 +1,7 @@
 """`make bench`: every speed target, each measured as a ratio against a reference run side by side in this run.
 
 Prints a summary and writes bench/results.json. Never used by tests: these machines are shared and noisy (±30%)."""
-import json, os, platform, subprocess, sys, tempfile, time, csv
+import json, os, platform, sys
 from pathlib import Path
 
 here = Path(__file__).parent
@@ -11,28 +11,24 @@ def machine()->str:
     import torch
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
-def bench_end_to_end()->dict:
-    "Wall time of `miniai fit` with the defaults in a subprocess (imports, data from the cache, 5 epochs, plots)."
-    out = Path(tempfile.mkdtemp())/'run'
-    exe = Path(sys.executable).with_name('miniai')
-    t = time.perf_counter()
-    subprocess.run([str(exe), 'fit', '--out', str(out), '--quiet'], check=True)
-    wall = time.perf_counter() - t
-    rows = list(csv.DictReader(open(out/'metrics.csv')))
-    return dict(wall_seconds=wall, accuracy=float(rows[-1]['valid_accuracy']), target='>= 0.90 in <= 15 s')
-
 def main():
     from bench_learner import bench_learner
     from bench_data import bench_data
     from bench_sched import bench_sched
     from bench_precision import bench_epoch_time, bench_accuracy
     from bench_threads import bench_threads
+    from bench_fit import bench_fit, REF
     from bench_accel import run as run_procs
     res = dict(machine=machine())
     print('machine:', res['machine'])
-    print('\n== end to end (run first, in a fresh subprocess, while nothing else runs): miniai fit defaults')
-    res['end_to_end'] = r = bench_end_to_end()
-    print(f"  wall {r['wall_seconds']:.1f} s, valid accuracy {r['accuracy']:.4f} ({r['target']})")
+    print(f'\n== end to end (run first, while nothing else runs): miniai fit with the defaults, this checkout against {REF}, alternated')
+    res['end_to_end'] = r = bench_fit()
+    print(f"  wall: {REF} {r['wall_median']['ref']:.1f} s, now {r['wall_median']['new']:.1f} s (median); ratio now/{REF} "
+          f"{r['ratio_new_ref']:.2f} (target: 6 s on this machine when quiet, as this ratio against today's)")
+    print(f"  accuracy: {REF} " + ' '.join(f'{a:.4f}' for a in r['accuracy']['ref']) + '; now ' + ' '.join(f'{a:.4f}' for a in r['accuracy']['new']))
+    print(f"  training loop: {r['mflop_per_image']['train']:.2f} MFLOP per training image, {r['train_gflops']:.0f} GFLOP/s = "
+          f"{r['fraction_of_peak']:.1%} of this CPU's measured peak {r['peak']['peak']:.0f} GFLOP/s "
+          f"(matmul fp32 {r['peak']['matmul_fp32']:.0f}, bf16 {r['peak']['matmul_bf16']:.0f}; conv fp32 {r['peak']['conv_fp32']:.0f}, bf16 {r['peak']['conv_bf16']:.0f})")
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")

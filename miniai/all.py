@@ -25,7 +25,8 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
            'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
            'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
-           'AccelerateCB', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
+           'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta',
+           'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -66,8 +67,12 @@ from .recipes import (
     WeightDecayCB, rec_mom_if_any)
 from .accel import (
     ShardedDL, AccelerateScaler, AccelerateCB)
+from .resnet import (
+    ResBlock, resnet)
+from .augment import (
+    random_crop_flip, random_erase, BatchTransformCB, flip_tta)
 from .cli import (
-    make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
+    PRESETS, make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool',
     'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD',
@@ -94,5 +99,6 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB',
     'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
     'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
-    'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB',
+    'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock',
+    'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'PRESETS',
     'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']

@@ -834,7 +834,13 @@ def _restore_before_setup(self:Learner, state:dict):
     if set(cbs) != set(saved):
         raise ValueError(f"resume: the checkpoint has state for the callbacks {sorted(saved)}, this fit has {sorted(cbs)}: "
                          f"resume with the same stateful callbacks as the interrupted fit")
-    self.model.load_state_dict(state['model'])
+    have,got = self.model.state_dict(),state['model']
+    odd = sorted(set(have) ^ set(got)) + [k for k in have if k in got and tuple(have[k].shape) != tuple(got[k].shape)]
+    if odd:  # checked before loading anything: torch's load_state_dict copies what matches, then raises
+        raise ValueError(f"resume: the checkpoint holds another model than this fit's ({len(got)} tensors in the checkpoint, "
+                         f"{len(have)} in this model; differing: {', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}). "
+                         f"Resume with the model, and for `miniai fit` the options, of the interrupted fit")
+    self.model.load_state_dict(got)
     self.opt.load_state_dict(state['opt'])
     for k,cb in cbs.items(): cb.load_state_dict(saved[k])
     p = state['pos']

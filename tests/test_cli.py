@@ -311,3 +311,27 @@ def test_accelerate_launch_form(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('valid accuracy') == 1 and len(list(tmp_path.glob('latest.run-*'))) == 1
     assert torch.load(out/'checkpoint.pt', weights_only=False)['fit']['procs'] == 2
+
+
+# ------------------------------------------------------------------------------------------------ --preset best (issue 11)
+
+@real_data
+def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
+    """`--preset best`: the ResNet (its weights in model.pt), the flip-TTA accuracy in the last row of metrics.csv and on
+    the last line; a Ctrl-C checkpoint of it resumes with the same options and is refused with the default preset."""
+    import torch
+    from miniai.resnet import resnet
+    out = tmp_path/'best'
+    args = ['fit', '--preset', 'best', '--epochs', '2', '--n-train', '1024', '--n-valid', '256', '--out', str(out)]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r'valid accuracy 0\.\d{4}, 0\.\d{4} with flip TTA;', r.stdout.strip().splitlines()[-1]), r.stdout
+    rows = list(csv.DictReader(open(out/'metrics.csv')))
+    assert [r_['valid_accuracy_tta'] for r_ in rows][0] == '' and 0 < float(rows[-1]['valid_accuracy_tta']) <= 1
+    sd = torch.load(out/'model.pt')
+    assert sd.keys() == resnet().state_dict().keys()
+    ck = out.resolve()/'checkpoint.pt'
+    r = run('fit', '--epochs', '2', '--n-train', '1024', '--n-valid', '256', '--bs', '256', '--out', str(tmp_path/'d'), '--resume', str(ck))
+    one_clear_line(r, 'resume: the checkpoint holds another model')
+    r = run(*args, '--epochs', '3', '--resume', str(ck))  # a finished 2-epoch fit is not a 3-epoch one
+    one_clear_line(r, 'n_epochs: 2 in the checkpoint, 3 in this fit')

@@ -439,6 +439,12 @@ def test_resume_refused_missing_or_extra_stateful_cb(done_ck, tmp_path):
     _refused(make_learn(rec=False), 2, done_ck, 'RecorderCB')
     _refused(make_learn(SaveBestCB(path=tmp_path/'b.pt')), 2, done_ck, 'SaveBestCB')
 
+def test_resume_refused_other_model(done_ck):
+    "A checkpoint of another architecture (here: one layer more): a ValueError saying so, not torch's list of keys."
+    st = load_checkpoint(done_ck)
+    st['model'] = {**st['model'], 'extra.weight': torch.zeros(3)}
+    _refused(make_learn(), 2, st, 'resume: the checkpoint holds another model', 'tensors in the checkpoint')
+
 def test_resume_refused_not_a_checkpoint(tmp_path):
     learn = make_learn()
     junk = tmp_path/'junk.pt'; junk.write_text('not a checkpoint at all')
