@@ -190,10 +190,12 @@ def test_sched_none_and_cosine(tmp_path):
 
 @real_data
 @pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
-def test_ctrl_c_resume_line_names_a_real_checkpoint(tmp_path):
-    "A real Ctrl-C: the printed resume line names the run folder's checkpoint, which exists, and running it completes the run."
+@pytest.mark.parametrize('preset', ['default', 'best'])
+def test_ctrl_c_resume_line_names_a_real_checkpoint(tmp_path, preset):
+    """A real Ctrl-C: the printed resume line names the run folder's checkpoint, which exists, and running it completes
+    the run; for the default conv net and for `--preset best` (the ResNet with augmentation)."""
     out = tmp_path/'runs'/'latest'
-    args = ['fit', '--epochs', '3', '--n-train', '2048', '--n-valid', '256', '--bs', '256', '--quiet', '--out', str(out)]
+    args = ['fit', '--preset', preset, '--epochs', '3', '--n-train', '2048', '--n-valid', '256', '--bs', '256', '--quiet', '--out', str(out)]
     p = subprocess.Popen([MINIAI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t = time.time()

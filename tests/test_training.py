@@ -16,6 +16,7 @@ from torcheval.metrics import MulticlassAccuracy
 from miniai.learner import (Learner, TrainLearner, Callback, TrainCB, MetricsCB, GradAccumCB, HOOKS,
                             CancelFitException, load_checkpoint)
 from miniai.precision import MixedPrecisionCB
+from miniai.augment import BatchTransformCB
 from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB, NonFiniteLossError, EarlyStoppingCB, SaveBestCB
 from miniai.sched import BatchSchedCB, EpochSchedCB, OneCycle, CosineAnnealing, RecorderCB, rec_lr
 from miniai.schedfamily import WSDSched, CosineSched
@@ -397,6 +398,20 @@ def test_exact_resume_epoch_sched(tmp_path, one_thread, stop):
     stopped,resumed = stopped_then_resumed(tmp_path, stop, sched='cosine')
     ref = reference(sched='cosine')
     same(resumed, ref)
+
+def test_exact_resume_with_random_augmentation(tmp_path, one_thread):
+    """A BatchTransformCB drawing from torch's generator on every training batch, as `random_crop_flip` does: stopped
+    mid-epoch and resumed by a new learner, the fit equals the uninterrupted one bit for bit (weights, records, metrics)."""
+    noise = lambda: BatchTransformCB(lambda x: x + 0.1 * torch.randn_like(x))
+    ref = make_learn(noise()); ref.fit(3)
+    ck = tmp_path/'ck.pt'
+    learn = make_learn(noise(), CheckpointCB(ck, verbose=False))
+    with pytest.raises(KeyboardInterrupt): learn.fit(3, cbs=StopAt('after_batch', (1, True, 4), KeyboardInterrupt))
+    learn = make_learn(noise(), CheckpointCB(ck, verbose=False))
+    learn.fit(3, resume=ck)
+    same(result(learn), result(ref))
+    other = make_learn(); other.fit(3)  # and the augmentation did change the fit
+    assert not all(torch.equal(a, b) for a,b in zip(result(other)[0].values(), result(ref)[0].values()))
 
 def test_checkpoint_every_updates_resumes(tmp_path, one_thread):
     ck = tmp_path/'ck.pt'
