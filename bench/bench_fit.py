@@ -10,7 +10,6 @@ hook on every Conv2d and Linear); the peak is the best of a large matmul and a m
 timed in this process with all cores. The ratio of wall times is the figure that counts; absolute seconds on a
 shared machine vary by ±30%."""
 import csv, os, statistics, subprocess, sys, tarfile, tempfile, time, io
-from functools import partial
 from pathlib import Path
 
 REF = '1c2d08b'
@@ -42,12 +41,6 @@ def run_fit(pythonpath:Path|None, args=())->dict:
     wall = time.perf_counter() - t
     rows = list(csv.DictReader(open(out/'metrics.csv')))
     return dict(wall=wall, accuracy=float(rows[-1]['valid_accuracy']), epoch_seconds=[float(r['seconds']) for r in rows])
-
-def default_model():
-    "The conv net `miniai fit` trains (as 08_cli builds it)."
-    from torch import nn
-    from miniai.init import GeneralRelu, get_model
-    return get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d)
 
 def flops_per_image(model, shape=(1, 1, 28, 28))->dict:
     """Forward and training FLOPs (2 per multiply-add) of one image through `model`'s Conv2d and Linear layers.
@@ -90,6 +83,7 @@ def peak_gflops(threads:int=None)->dict:
 
 def bench_fit(rounds:int=3, n_train:int=60000, n_valid:int=10000)->dict:
     "`rounds` alternated pairs of runs (reference first, then this checkout): wall ratio, accuracies, FLOP fraction."
+    from miniai.init import conv_net
     ref = ref_tree()
     where = miniai_file(ref)
     assert where.startswith(str(ref)), f"the reference run would import miniai from {where}, not from {ref}"
@@ -98,7 +92,7 @@ def bench_fit(rounds:int=3, n_train:int=60000, n_valid:int=10000)->dict:
         for k,pp in (('ref', ref), ('new', None)): runs[k].append(run_fit(pp))
     wall = {k: statistics.median(r['wall'] for r in v) for k,v in runs.items()}
     ratios = [n['wall'] / r['wall'] for r,n in zip(runs['ref'], runs['new'])]
-    fl = flops_per_image(default_model())
+    fl = flops_per_image(conv_net())
     work = fl['train'] * n_train + fl['forward'] * n_valid  # one epoch: a training pass and a validation pass
     achieved = [work * len(r['epoch_seconds']) / sum(r['epoch_seconds']) / 1e9 for r in runs['new']]
     pk = peak_gflops()

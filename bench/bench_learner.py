@@ -9,12 +9,12 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch import nn, optim
+from torch import optim
 from torcheval.metrics import MulticlassAccuracy
 
 from miniai.activations import set_seed
 from miniai.datasets import get_dls
-from miniai.init import GeneralRelu, get_model, init_weights
+from miniai.init import conv_net
 from miniai.learner import TrainLearner, MetricsCB, ProgressCB
 
 def _batches(dl): return [(xb, yb) for xb,yb in dl]
@@ -43,7 +43,7 @@ def bench_learner(rounds:int=6, n_train:int=None)->dict:
     set_seed(0)
     dls = get_dls(bs=1024, n_train=n_train)
     train,valid = _batches(dls.train),_batches(dls.valid)
-    model0 = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+    model0 = conv_net()
     opt_func = partial(optim.AdamW, eps=1e-5)
     m_hand,m_l,m_p = deepcopy(model0),deepcopy(model0),deepcopy(model0)
     opt_hand = opt_func(m_hand.parameters(), lr=1e-3)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn, optim
+from torch import optim
 from torcheval.metrics import MulticlassAccuracy
 
 from miniai.activations import set_seed
 from miniai.datasets import get_dls
-from miniai.init import GeneralRelu, get_model, init_weights
+from miniai.init import conv_net
 from miniai.learner import TrainLearner, MetricsCB
 from miniai.precision import MixedPrecisionCB
 
@@ -24,7 +24,7 @@ def bench_epoch_time(rounds:int=4, bs:int=512)->dict:
     "Seconds per epoch (train + valid pass) in fp32 and bf16, median of `rounds` interleaved epochs, and their ratio."
     set_seed(0)
     dls = get_dls(bs=bs)
-    model0 = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+    model0 = conv_net()
     learns = {}
     for name,extra in (('fp32', []), ('bf16', [MixedPrecisionCB('bf16')])):
         ms = MetricsCB(accuracy=MulticlassAccuracy()); ms._log = lambda row: None

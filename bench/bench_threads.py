@@ -8,11 +8,11 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch import nn, optim
+from torch import optim
 
 from miniai.activations import set_seed
 from miniai.datasets import get_dls
-from miniai.init import GeneralRelu, get_model, init_weights
+from miniai.init import conv_net
 from miniai.precision import auto_precision
 
 def _spin(stop):
@@ -24,7 +24,7 @@ def bench_threads(rounds:int=5, n_batches:int=12, threads=(1, 2), load:bool=Fals
     set_seed(0)
     it = iter(get_dls(bs=512).train)
     batches = [next(it) for _ in range(n_batches)]
-    model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+    model = conv_net()
     opt = optim.AdamW(model.parameters(), 1e-3, eps=1e-5)
     bf16 = auto_precision('cpu') == 'bf16'
     def epoch():

@@ -235,6 +235,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'miniai.init._is_batchnorm': ('init.html#_is_batchnorm', 'miniai/init.py'),
                              'miniai.init._lsuv_stats': ('init.html#_lsuv_stats', 'miniai/init.py'),
                              'miniai.init.conv': ('init.html#conv', 'miniai/init.py'),
+                             'miniai.init.conv_net': ('init.html#conv_net', 'miniai/init.py'),
                              'miniai.init.get_model': ('init.html#get_model', 'miniai/init.py'),
                              'miniai.init.init_weights': ('init.html#init_weights', 'miniai/init.py'),
                              'miniai.init.lsuv_init': ('init.html#lsuv_init', 'miniai/init.py'),

@@ -13,7 +13,7 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
            'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB', 'set_seed', 'Hook', 'Hooks', 'HooksCallback',
            'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func', 'init_weights', 'conv',
-           'get_model', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter',
+           'get_model', 'conv_net', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter',
            'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos',
            'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length',
            'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd',
@@ -44,7 +44,7 @@ from .learner import (
 from .activations import (
     set_seed, Hook, Hooks, HooksCallback, append_stats, get_hist, get_min, ActivationStats)
 from .init import (
-    GeneralRelu, plot_func, init_weights, conv, get_model, LayerNorm, lsuv_init)
+    GeneralRelu, plot_func, init_weights, conv, get_model, conv_net, LayerNorm, lsuv_init)
 from .schedbase import (
     resolve_field, get_field, set_field, field_setter, SchedulerBase, StatefulSchedulerBase)
 from .sched import (
@@ -85,8 +85,8 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth',
     'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB', 'set_seed',
     'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats',
-    'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'LayerNorm', 'lsuv_init',
-    'resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase',
+    'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'conv_net', 'LayerNorm',
+    'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase',
     'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos',
     'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle',
     'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',

@@ -49,7 +49,7 @@ def _fraction(s):
     return v
 
 PRESETS = {  # what `--preset` sets; any of these options given on the command line wins
-    'default': dict(epochs=4, lr=4e-2, bs=256),  # miniai's conv net (miniai.init.get_model); why these: see "The run"
+    'default': dict(epochs=4, lr=4e-2, bs=256),  # miniai's conv net (miniai.init.conv_net); why these: see "The run"
     'best': dict(epochs=14, lr=2e-2, bs=256),  # ResNet + shifts and flips + flip TTA, about 2 min here (19_augment)
     'best-long': dict(epochs=24, lr=2e-2, bs=256),  # the same with a wider ResNet, about 5 min here
 }
@@ -318,7 +318,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     from miniai.datasets import get_dls
     from miniai.learner import TrainLearner, MetricsCB, ProgressCB, DeviceCB, def_device
     from miniai.activations import set_seed
-    from miniai.init import GeneralRelu, get_model, init_weights
+    from miniai.init import conv_net
     from miniai.sched import BatchSchedCB, RecorderCB, OneCycle, CosineAnnealing, rec_lr, rec_mom, rec_loss, save_fig
     from miniai.learner import GradAccumCB
     from miniai.precision import MixedPrecisionCB, ChannelsLastCB, auto_precision
@@ -341,7 +341,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
             from miniai.augment import BatchTransformCB, random_crop_flip
             model, extra = resnet(**_RESNETS[preset]), [BatchTransformCB(partial(random_crop_flip, pad=1))]
         else:
-            model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+            model = conv_net()
             extra = []
         rec = RecorderCB(lr=rec_lr, mom=rec_mom)
         losses = RecorderCB(loss=rec_loss)

@@ -59,18 +59,18 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
     "Build and train; returns the main process's metrics table, the lrs of every update, the rows seen, the learner."
     import torch
     import torch.nn.functional as F
-    from torch import nn, optim
+    from torch import optim
     from torcheval.metrics import MulticlassAccuracy
     from miniai.accel import AccelerateCB
     from miniai.activations import set_seed
     from miniai.datasets import get_dls
-    from miniai.init import GeneralRelu, get_model, init_weights
+    from miniai.init import conv_net
     from miniai.learner import TrainLearner, MetricsCB, ProgressCB, GradAccumCB
     from miniai.sched import BatchSchedCB, OneCycle, RecorderCB, rec_lr
 
     set_seed(seed)  # the same seed on every process: same weights, same data order (ShardedDL also broadcasts it)
     dls = get_dls(bs=bs, n_train=n_train, n_valid=n_valid)
-    model = get_model(partial(GeneralRelu, leak=0.1, sub=0.4), norm=nn.BatchNorm2d).apply(partial(init_weights, leaky=0.1))
+    model = conv_net()
     metrics,rec,seen = MetricsCB(accuracy=MulticlassAccuracy()),RecorderCB(lr=rec_lr),SeenCB()
     acb = AccelerateCB(accelerator, mixed_precision=precision)
     cbs = [acb, metrics, rec, seen, BatchSchedCB(partial(OneCycle, pct_start=0.25))]
