@@ -26,7 +26,7 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
            'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
            'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta',
-           'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
+           'AdamW', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -71,6 +71,8 @@ from .resnet import (
     ResBlock, resnet)
 from .augment import (
     random_crop_flip, random_erase, BatchTransformCB, flip_tta)
+from miniai.optim import (
+    AdamW)
 from .cli import (
     PRESETS, make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
@@ -100,5 +102,6 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
     'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
     'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock',
-    'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'PRESETS',
-    'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
+    'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
+    'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores',
+    'auto_threads']

@@ -323,6 +323,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     from miniai.learner import GradAccumCB
     from miniai.precision import MixedPrecisionCB, ChannelsLastCB, auto_precision
     from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB
+    from miniai.optim import AdamW
     from miniai.learner import ThreadGuardCB
 
     if preset not in PRESETS: raise ValueError(f"preset={preset!r}: must be one of {', '.join(map(repr, PRESETS))}")
@@ -363,7 +364,10 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         cbs += [TerminateOnNaNCB(), CheckpointCB(run/'checkpoint.pt', verbose=False)]
         torch.set_num_threads(auto_threads(since=cpu_start) if threads == 'auto' else threads)
         if threads == 'auto': cbs.append(ThreadGuardCB())
-        learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(optim.AdamW, eps=1e-5))
+        # miniai's AdamW: torch's update and checkpoint format, without the import of torch._dynamo that every torch.optim
+        # optimizer makes (about 1 s here, 20_optim). Under accelerate (which imports it anyway) torch's, which its wrapper expects.
+        adamw = AdamW if procs == 1 else optim.AdamW
+        learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(adamw, eps=1e-5))
         try: learn.fit(epochs, resume=resume)
         except (OSError, RuntimeError) as e:
             de = _disk_error(e)

@@ -143,8 +143,8 @@ class Learner:
         _check_dls(dls)
         if not isinstance(model, nn.Module): raise TypeError(f"model={model!r}: must be a torch nn.Module")
         for nm,f in (('loss_func', loss_func), ('opt_func', opt_func)):
-            if not callable(f) or isinstance(f, type) and not issubclass(f, (optim.Optimizer, nn.Module)):
-                raise TypeError(f"{nm}={f!r}: must be a function or class, e.g. F.cross_entropy / optim.AdamW")
+            if not callable(f) or isinstance(f, type) and not (issubclass(f, (optim.Optimizer, nn.Module)) or callable(getattr(f, 'step', None))):
+                raise TypeError(f"{nm}={f!r}: must be a function or class, e.g. F.cross_entropy / optim.AdamW (an optimizer class has a `step`)")
         store_attr()
         self.opt,self.training,self.n_updates,self.step_skipped,self._hooks = None,False,0,False,None
         self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch,self.resuming = 1,0,True,None,False,False
