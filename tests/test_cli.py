@@ -337,3 +337,16 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     one_clear_line(r, 'resume: the checkpoint holds another model')
     r = run(*args, '--epochs', '3', '--resume', str(ck))  # a finished 2-epoch fit is not a 3-epoch one
     one_clear_line(r, 'n_epochs: 2 in the checkpoint, 3 in this fit')
+
+# ------------------------------------------------------------------------------------------------ startup cost (issue 11)
+@real_data
+def test_fit_imports_no_compiler_nor_hub_libraries(tmp_path):
+    """The default job never imports what it does not use: torch._dynamo (about 1 s; every torch.optim optimizer
+    imports it, miniai fit uses miniai's AdamW), nor HF datasets, pandas or accelerate (the data comes from the IDX files)."""
+    prog = ("import sys; from miniai.cli import main; main(['fit', '--epochs', '1', '--out', sys.argv[1], " +
+            ', '.join(repr(a) for a in SMALL) + "]); "
+            "print(sorted(m for m in ('torch._dynamo', 'datasets', 'pandas', 'accelerate') if m in sys.modules))")
+    r = run('-c', prog, str(tmp_path/'o'), exe=(sys.executable,))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout
+    assert (tmp_path/'o'/'metrics.csv').exists()
