@@ -83,7 +83,7 @@ def peak_gflops(threads:int=None)->dict:
 
 def bench_fit(rounds:int=3, n_train:int=60000, n_valid:int=10000)->dict:
     "`rounds` alternated pairs of runs (reference first, then this checkout): wall ratio, accuracies, FLOP fraction."
-    from miniai.init import conv_net
+    from miniai.fastnet import fast_net  # the model of `miniai fit`'s default preset
     ref = ref_tree()
     where = miniai_file(ref)
     assert where.startswith(str(ref)), f"the reference run would import miniai from {where}, not from {ref}"
@@ -92,7 +92,7 @@ def bench_fit(rounds:int=3, n_train:int=60000, n_valid:int=10000)->dict:
         for k,pp in (('ref', ref), ('new', None)): runs[k].append(run_fit(pp))
     wall = {k: statistics.median(r['wall'] for r in v) for k,v in runs.items()}
     ratios = [n['wall'] / r['wall'] for r,n in zip(runs['ref'], runs['new'])]
-    fl = flops_per_image(conv_net())
+    fl = flops_per_image(fast_net())
     work = fl['train'] * n_train + fl['forward'] * n_valid  # one epoch: a training pass and a validation pass
     achieved = [work * len(r['epoch_seconds']) / sum(r['epoch_seconds']) / 1e9 for r in runs['new']]
     pk = peak_gflops()

@@ -26,7 +26,8 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
            'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
            'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta',
-           'AdamW', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
+           'AdamW', 'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
+           'idle_cores', 'auto_threads']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -73,6 +74,8 @@ from .augment import (
     random_crop_flip, random_erase, BatchTransformCB, flip_tta)
 from miniai.optim import (
     AdamW)
+from .fastnet import (
+    FlattenHWC, fast_net)
 from .cli import (
     PRESETS, make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
@@ -103,5 +106,5 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
     'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock',
     'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
-    'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores',
-    'auto_threads']
+    'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
+    'idle_cores', 'auto_threads']
