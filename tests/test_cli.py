@@ -338,6 +338,24 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     r = run(*args, '--epochs', '3', '--resume', str(ck))  # a finished 2-epoch fit is not a 3-epoch one
     one_clear_line(r, 'n_epochs: 2 in the checkpoint, 3 in this fit')
 
+@real_data
+def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
+    """The default preset's model.pt holds fast_net's weights (21_fastnet), --preset conv's the course's conv net's;
+    a checkpoint of one is refused when resumed as the other, before any weight is touched."""
+    import torch
+    from miniai.fastnet import fast_net
+    from miniai.init import conv_net
+    outs = {}
+    for preset,factory in (('default', fast_net), ('conv', conv_net)):
+        outs[preset] = out = tmp_path/preset
+        r = run('fit', '--preset', preset, '--epochs', '1', *SMALL, '--out', str(out))
+        assert r.returncode == 0, r.stderr
+        sd = torch.load(out/'model.pt')
+        assert sd.keys() == factory().state_dict().keys()
+        assert all(sd[k].shape == v.shape for k,v in factory().state_dict().items())
+    r = run('fit', '--preset', 'conv', '--epochs', '1', *SMALL, '--out', str(tmp_path/'x'), '--resume', str(outs['default'].resolve()/'checkpoint.pt'))
+    one_clear_line(r, 'resume: the checkpoint holds another model')
+
 # ------------------------------------------------------------------------------------------------ startup cost (issue 11)
 @real_data
 def test_fit_imports_no_compiler_nor_hub_libraries(tmp_path):
