@@ -305,7 +305,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     """Train the `preset`'s model on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into a new
     run folder (`run_dir`, default `prepare_out(out)`), then make `out` a link to it (`publish_run`).
 
-    `preset` (`PRESETS`): 'default', miniai's conv net; 'best' and 'best-long', a ResNet trained on shifted and
+    `preset` (`PRESETS`): 'default', `fast_net` (21_fastnet); 'conv', the course's conv net; 'best' and 'best-long', a ResNet trained on shifted and
     mirrored images, scored with flip TTA as well. `epochs`, `lr` and `bs` default to the preset's.
 
     `cpu_start`: a `cpu_sample()` from the start of the command, so that `threads='auto'` measures while the imports ran.
