@@ -27,7 +27,8 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from torcheval.metrics import Mean
 
-from .core import atomic_write, short_repr, check_num, check_bool, Fig
+from .core import short_repr, check_num, check_bool, Fig
+from .safefile import CheckpointError, save_state, load_state
 
 # %% ../nbs/02_learner.ipynb #18e1146e
 class CancelFitException(Exception):
@@ -79,29 +80,49 @@ def to_cpu(x):
 
 # %% ../nbs/02_learner.ipynb #c1a0b7e1
 def rng_state()->dict:
-    "The states of the random generators training draws from: torch's (CPU, and CUDA once used), Python's `random`, numpy's."
-    st = dict(torch=torch.get_rng_state(), random=random.getstate(), numpy=np.random.get_state())
+    """The states of the random generators training draws from: torch's (CPU, and CUDA once used), Python's `random`,
+    numpy's (its key as a tensor, so that the state is plain data a checkpoint can hold)."""
+    name,key,*rest = np.random.get_state()
+    st = dict(torch=torch.get_rng_state(), random=random.getstate(), numpy=(name, torch.from_numpy(key.astype(np.int64)), *rest))
     if torch.cuda.is_available() and torch.cuda.is_initialized(): st['cuda'] = torch.cuda.get_rng_state_all()
     return st
 
 def set_rng_state(st:dict):
-    "Put every generator back in the state `rng_state()` returned."
-    torch.set_rng_state(st['torch']); random.setstate(st['random']); np.random.set_state(st['numpy'])
+    "Put every generator back in the state `rng_state()` returned (numpy's key as a tensor or, from older files, an array)."
+    name,key,*rest = st['numpy']
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+    torch.set_rng_state(st['torch']); random.setstate(tuple(st['random'])); np.random.set_state((name, key.astype(np.uint32), *rest))
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
 
-_FORMAT = 'miniai-fit'
+_FORMAT,_VERSIONS = 'miniai-fit',(1, 2)  # version 1: torch.save's pickle (read with torch's weights_only unpickler)
+_KEYS = dict(fit=dict, pos=dict, model=dict, opt=dict, grads=(list, type(None)), cbs=dict, rng=dict)
+_POS_KEYS = ('epoch', 'phase', 'batch', 'n_updates', 'mid_batch')
 
 def load_checkpoint(path)->dict:
-    "The fit state saved at `path` by `CheckpointCB` / `Learner.save_checkpoint`; a clear error when it is not one."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"resume={str(path)!r}: no such checkpoint file")
-    try: st = torch.load(path, map_location='cpu', weights_only=False)  # our own file: RNG and callback states are not tensors
-    except Exception as e: raise ValueError(f"resume={str(path)!r}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    return _check_state(st, repr(str(path)))
+    """The fit state saved at `path` by `CheckpointCB` / `Learner.save_checkpoint`, read without running any code
+    (`miniai.safefile`); a `CheckpointError` naming the file when it is not one, is damaged, or is refused as unsafe."""
+    what = repr(str(path))
+    try: kind,st = load_state(path, f"resume={what}")
+    except FileNotFoundError: raise FileNotFoundError(f"resume={what}: no such checkpoint file") from None
+    if kind == 'miniai-weights':
+        raise CheckpointError(f"resume={what}: a file of weights written by Learner.save, not a fit checkpoint: "
+                              f"load it with learn.load({what}); a fit is resumed from CheckpointCB's file")
+    return _check_state(st, what)
 
 def _check_state(st, what:str)->dict:
+    "`st` if it is a whole fit state of a version this miniai reads; else one error naming what is wrong and what is expected."
     if not isinstance(st, dict) or st.get('format') != _FORMAT:
-        raise ValueError(f"resume={what}: not a miniai fit checkpoint (write one with CheckpointCB or learn.save_checkpoint)")
+        raise CheckpointError(f"resume={what}: not a miniai fit checkpoint (write one with CheckpointCB or learn.save_checkpoint)")
+    if st.get('version') not in _VERSIONS:
+        raise CheckpointError(f"resume={what}: checkpoint version {st.get('version')!r}; this miniai reads versions "
+                              f"{', '.join(map(str, _VERSIONS))} (a newer miniai wrote it? upgrade miniai to resume it)")
+    miss = [k for k in _KEYS if k not in st]
+    bad = [f"{k!r} is a {type(st[k]).__name__}" for k,t in _KEYS.items() if k in st and not isinstance(st[k], t)]
+    miss += [f"pos[{k!r}]" for k in _POS_KEYS if isinstance(st.get('pos'), dict) and k not in st['pos']]
+    if miss or bad:
+        raise CheckpointError(f"resume={what}: an incomplete miniai fit checkpoint ("
+                              + '; '.join(([f"missing {', '.join(miss)}"] if miss else []) + bad) +
+                              f"); a version {st['version']} checkpoint holds {', '.join(('format', 'version') + tuple(_KEYS))}")
     return st
 
 # %% ../nbs/02_learner.ipynb #94da737a
@@ -809,7 +830,7 @@ def fit_state(self:Learner)->dict:
     grads = None
     if ph == 'train' and self.accum > 1 and b % self.accum and b < self.n_batches:  # inside an accumulation group
         grads = [None if p.grad is None else p.grad.detach().clone() for g in self.opt.param_groups for p in g['params']]
-    return dict(format=_FORMAT, version=1, fit=self.fit_spec(),
+    return dict(format=_FORMAT, version=2, fit=self.fit_spec(),
                 pos=dict(epoch=e, phase=ph, batch=b, n_updates=self.n_updates, mid_batch=self.mid_batch),
                 model=self.model.state_dict(), opt=self.opt.state_dict(), grads=grads,
                 cbs={k:cb.state_dict() for k,cb in self.stateful_cbs().items()},
@@ -817,9 +838,9 @@ def fit_state(self:Learner)->dict:
 
 @patch
 def save_checkpoint(self:Learner, path):
-    "Write `fit_state()` to `path` atomically: a failed or killed write leaves the previous checkpoint whole."
-    st = self.fit_state()
-    atomic_write(path, lambda f: torch.save(st, f))
+    """Write `fit_state()` to `path` atomically (a failed or killed write leaves the previous checkpoint whole), in
+    miniai's file that runs no code when loaded and carries a checksum (`miniai.safefile`)."""
+    save_state(path, self.fit_state(), _FORMAT)
 
 @patch
 def _restore_before_setup(self:Learner, state:dict):
@@ -866,24 +887,24 @@ def _restore_after_setup(self:Learner, state:dict):
 def save(self:Learner, path, # the file to write (the old one survives a failed write)
          with_opt:bool=False # also the optimizer's state (to go on training with the same moments)
         ):
-    "Write the model's weights (and the optimizer's state) to `path` atomically."
+    "Write the model's weights (and the optimizer's state) to `path` atomically, in the checksummed file `load` reads."
     st = {'model': self.model.state_dict()}
     if with_opt:
         if self.opt is None: raise ValueError("save(with_opt=True): there is no optimizer yet (it is built by fit)")
         st['opt'] = self.opt.state_dict()
-    atomic_write(path, lambda f: torch.save(st, f))
+    save_state(path, st, 'miniai-weights')
 
 @patch
 def load(self:Learner, path, # a file written by `save`
          with_opt:bool=False, # also load the optimizer's state (into `self.opt`, built by an earlier fit)
          strict:bool=True # passed to `load_state_dict`: every key must match
         ):
-    "Load weights (and optimizer state) saved by `save` into the model (and `self.opt`); returns the learner."
-    bad = ValueError(f"{str(path)!r}: not a file written by Learner.save (a fit checkpoint is resumed with fit(resume=...))")
-    try: st = torch.load(path, map_location='cpu', weights_only=True)
-    except FileNotFoundError: raise
-    except Exception: raise bad from None
-    if not isinstance(st, dict) or 'model' not in st: raise bad
+    """Load weights (and optimizer state) saved by `save` into the model (and `self.opt`); returns the learner. No code
+    in the file runs; a damaged file is refused (`CheckpointError`), and so is a fit checkpoint (resume it instead)."""
+    try: kind,st = load_state(path)  # an older miniai's torch.save file: kind None
+    except CheckpointError as e: raise CheckpointError(f"{e} (learn.load reads the files Learner.save writes)") from None
+    if kind not in ('miniai-weights', None) or not isinstance(st, dict) or 'model' not in st:
+        raise CheckpointError(f"{str(path)!r}: not a file written by Learner.save (a fit checkpoint is resumed with fit(resume=...))")
     self.model.load_state_dict(st['model'], strict=strict)
     if with_opt:
         if 'opt' not in st: raise ValueError(f"{str(path)!r} has no optimizer state: it was saved without with_opt=True")

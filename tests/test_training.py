@@ -16,6 +16,7 @@ from torcheval.metrics import MulticlassAccuracy
 from miniai.learner import (Learner, TrainLearner, Callback, TrainCB, MetricsCB, GradAccumCB, HOOKS,
                             CancelFitException, load_checkpoint)
 from miniai.precision import MixedPrecisionCB
+from miniai.safefile import load_state
 from miniai.augment import BatchTransformCB
 from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB, NonFiniteLossError, EarlyStoppingCB, SaveBestCB
 from miniai.sched import BatchSchedCB, EpochSchedCB, OneCycle, CosineAnnealing, RecorderCB, rec_lr
@@ -463,11 +464,11 @@ def test_resume_refused_other_model(done_ck):
 def test_resume_refused_not_a_checkpoint(tmp_path):
     learn = make_learn()
     junk = tmp_path/'junk.pt'; junk.write_text('not a checkpoint at all')
-    _refused(learn, 2, junk, str(junk), 'not a readable checkpoint')
+    _refused(learn, 2, junk, str(junk), 'not a miniai file')
     other = tmp_path/'other.pt'; torch.save({'a': 1}, other)
     _refused(learn, 2, other, 'not a miniai fit checkpoint')
     saved = tmp_path/'saved.pt'; learn.save(saved)  # a model file is not a fit checkpoint either
-    _refused(learn, 2, saved, 'not a miniai fit checkpoint')
+    _refused(learn, 2, saved, 'a file of weights written by Learner.save, not a fit checkpoint')
     _refused(learn, 2, tmp_path/'nope.pt', 'no such checkpoint', str(tmp_path/'nope.pt'), exc=FileNotFoundError)
 
 _TMP_RE = re.compile(r'^\.ck\.pt\.miniai-[0-9a-f]{8}\.tmp$')
@@ -514,11 +515,10 @@ def test_kill9_during_checkpoint_write(tmp_path):
             if p.poll() is None: p.kill(); p.wait()
             p.stdout.close(); p.stderr.close()
         eq_(p.returncode, -signal.SIGKILL)
-        st = torch.load(ck, map_location='cpu', weights_only=False)  # the last complete checkpoint, whole
+        st = load_checkpoint(ck)  # the last complete checkpoint, whole (its checksum holds)
         eq_(st['format'], 'miniai-fit')
         eq_(st['model']['weight'].shape, (4096, 2048))
         assert st['pos']['n_updates'] >= 1
-        load_checkpoint(ck)
         others = [f.name for f in tmp_path.iterdir() if f.name != 'ck.pt']
         assert all(_TMP_RE.match(n) for n in others), others  # only atomic_write's own hidden temporary files
         torn += len(others)
@@ -660,7 +660,7 @@ def test_save_best(tmp_path, col, mode, seq, best_epoch, load_best):
     learn = small_class_learn(FakeCol(col, seq), sb, we)
     learn.fit(len(seq))
     eq_((sb.best_epoch, sb.best), (best_epoch, seq[best_epoch]))
-    saved = torch.load(best, weights_only=True)['model']
+    saved = load_state(best)[1]['model']
     for k,v in we.w[best_epoch].items(): assert torch.equal(saved[k], v), k
     final = we.w[len(seq) - 1] if not load_best else we.w[best_epoch]
     for k,v in learn.model.state_dict().items(): assert torch.equal(v, final[k]), k
@@ -820,6 +820,6 @@ def test_checkpoint_not_written_with_non_finite_weights(tmp_path, capsys):
                 with torch.no_grad(): learn.model[0].weight.fill_(float('nan'))
     learn = make_learn(Poison(), CheckpointCB(ck, every_updates=1))
     learn.fit(2)
-    st = torch.load(ck, weights_only=False)
+    st = load_checkpoint(ck)
     assert st['pos']['n_updates'] == 12 and all(torch.isfinite(v).all() for v in st['model'].values() if v.is_floating_point())
     assert 'checkpoint not written at update 13' in capsys.readouterr().err
