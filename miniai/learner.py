@@ -116,7 +116,7 @@ def _check_state(st, what:str)->dict:
     if st.get('version') not in _VERSIONS:
         raise CheckpointError(f"resume={what}: checkpoint version {st.get('version')!r}; this miniai reads versions "
                               f"{', '.join(map(str, _VERSIONS))} (a newer miniai wrote it? upgrade miniai to resume it)")
-    miss = [k for k in _KEYS if k not in st]
+    miss = [repr(k) for k in _KEYS if k not in st]
     bad = [f"{k!r} is a {type(st[k]).__name__}" for k,t in _KEYS.items() if k in st and not isinstance(st[k], t)]
     miss += [f"pos[{k!r}]" for k in _POS_KEYS if isinstance(st.get('pos'), dict) and k not in st['pos']]
     if miss or bad:
