@@ -19,6 +19,7 @@ def main():
     from bench_threads import bench_threads
     from bench_fit import bench_fit, REF
     from bench_accel import run as run_procs
+    from bench_ckpt import bench_ckpt
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print(f'\n== end to end (run first, while nothing else runs): miniai fit with the defaults, this checkout against {REF}, alternated')
@@ -32,6 +33,11 @@ def main():
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")
+    print('\n== checkpoint write/read of the default job (ms, median; target: checksum + safe load < 5% of write/read)')
+    res['checkpoint'] = r = bench_ckpt()
+    print(f"  write: torch.save {r['ms']['old_write']:.2f}, miniai {r['ms']['new_write']:.2f} (ratio {r['ratio_write']:.2f}); "
+          f"read: torch.load {r['ms']['old_read']:.2f}, miniai {r['ms']['new_read']:.2f} (ratio {r['ratio_read']:.2f}); "
+          f"checksum {r['ms']['digest']:.3f} = {r['digest_share_of_write']:.1%} of the write, {r['digest_share_of_read']:.1%} of the read")
     print('\n== data (images/s)')
     res['data'] = r = bench_data()
     print('  ' + json.dumps(r, default=str))

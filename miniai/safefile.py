@@ -5,18 +5,19 @@
 # %% auto #0
 __all__ = ['CheckpointError', 'encode_state', 'decode_state', 'save_state', 'load_state']
 
-# %% ../nbs/12a_safefile.ipynb #0040ee65
-import hashlib, json, math, pickle
+# %% ../nbs/12a_safefile.ipynb #867927ec
+import json, math, pickle
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
+import xxhash
 from safetensors.torch import save as _st_save, load as _st_load
 
 from .core import atomic_write
 
-# %% ../nbs/12a_safefile.ipynb #8615725b
+# %% ../nbs/12a_safefile.ipynb #66f76b6d
 class CheckpointError(ValueError):
     "A file that cannot be loaded as a miniai state: not one, damaged, refused as unsafe, or of another kind."
 
@@ -69,23 +70,27 @@ def _dec(x, tensors:dict):
         if k == _D: return {_dec(a, tensors): _dec(b, tensors) for a,b in v}
     return {k: _dec(v, tensors) for k,v in x.items()}
 
-# %% ../nbs/12a_safefile.ipynb #0b9ab8c2
-def _digest(kind:str, doc:str, tensors:dict)->str:
-    "sha256 of the file's kind, its JSON document and every tensor's name, dtype, shape and bytes."
-    h = hashlib.sha256(f'{kind}\0{doc}'.encode())
-    for k in sorted(tensors):
-        t = tensors[k]
-        h.update(f'\0{k}\0{t.dtype}\0{tuple(t.shape)}\0'.encode())
-        if t.numel(): h.update(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
+# %% ../nbs/12a_safefile.ipynb #2ef2f749
+_SUM = 'xxh3_128'  # the metadata entry holding the checksum
+_BLANK = b'"%s":"%s"' % (_SUM.encode(), b'0' * 32)  # the entry as written before the checksum is known
+
+def _checksum(b, at:int)->str:
+    "xxh3-128 of the whole file `b` with the checksum's 32 hex digits (at `at`) read as zeros."
+    h = xxhash.xxh3_128()
+    m = memoryview(b)
+    h.update(m[:at]); h.update(b'0' * 32); h.update(m[at + 32:])
     return h.hexdigest()
 
 def encode_state(state:dict, # dicts, lists, tuples, str, int, float, bool, None and tensors
                  kind:str # what the file is: 'miniai-fit' or 'miniai-weights'
                 )->bytes:
-    "The bytes of a safetensors file holding `state`: its tensors by path, the rest as JSON, and a sha256 of both."
+    "The bytes of a safetensors file holding `state`: its tensors by path, the rest as JSON, a checksum over every byte."
     tensors = {}
     doc = json.dumps(_enc(state, '', tensors, set()), allow_nan=False, separators=(',', ':'))
-    return _st_save(tensors, metadata={'miniai': kind, 'state': doc, 'sha256': _digest(kind, doc, tensors)})
+    b = bytearray(_st_save(tensors, metadata={'miniai': kind, 'state': doc, _SUM: '0' * 32}))
+    at = b.find(_BLANK) + len(_BLANK) - 33  # the doc's quotes are escaped, so this entry cannot occur inside it
+    b[at:at + 32] = _checksum(b, at).encode()
+    return bytes(b)
 
 def _header_size(b:bytes)->int|None:
     "The header length of safetensors bytes `b`, or None when `b` cannot be a safetensors file."
@@ -104,10 +109,13 @@ def decode_state(b:bytes, # the bytes of a file
                               "format), or one damaged in its first bytes"))
     try:
         meta = json.loads(b[8:8 + n])['__metadata__']
-        tensors,doc,kind = _st_load(b),meta['state'],meta['miniai']
+        want,key = meta[_SUM].encode(),b'"%s":"' % _SUM.encode()
+        at = b.index(key + want, 8, 8 + n) + len(key)
     except Exception as e: raise CheckpointError(f"{what}: corrupted (its header cannot be read: {type(e).__name__})") from None
-    if _digest(kind, doc, tensors) != meta.get('sha256'):
-        raise CheckpointError(f"{what}: corrupted: its content does not match its sha256 checksum (the file changed after it was written)")
+    if _checksum(b, at).encode() != want:
+        raise CheckpointError(f"{what}: corrupted: its bytes do not match its checksum (the file changed after it was written)")
+    try: tensors,doc,kind = _st_load(b),meta['state'],meta['miniai']  # checked, so these can only fail on a bug
+    except Exception as e: raise CheckpointError(f"{what}: corrupted ({type(e).__name__}: {str(e)[:200]})") from None
     return kind, _dec(json.loads(doc), tensors)
 
 def _numpy_globals()->list:
