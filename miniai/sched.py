@@ -348,7 +348,8 @@ class BaseSchedCB(Callback):
             raise ValueError(f"{type(self).__name__}: this fit has no scheduler steps (n_epochs={n_epochs}, {per_epoch} per epoch"
                              f"{': dls.train is empty' if per_epoch == 0 else ''}), so there is nothing to schedule")
         nb,nv = (len(dl) if hasattr(dl, '__len__') else None for dl in (learn.dls.train, getattr(learn.dls, 'valid', None)))
-        self._fit = dict(n_epochs=n_epochs, steps_per_epoch=per_epoch, opt=type(learn.opt).__name__)
+        self._fit = dict(n_epochs=n_epochs, steps_per_epoch=per_epoch, opt=type(learn.opt).__name__,
+                         params=_param_shapes(learn.opt))
         if self.state is not None and 'fit' in self.state:  # check before building anything, then build the saved schedule
             self._check_resume(learn, self.state)
             n_epochs,per_epoch = self.state['fit']['n_epochs'],self.state['fit']['steps_per_epoch']
@@ -369,8 +370,10 @@ class BaseSchedCB(Callback):
         got,want,who = st['fit'],self._fit,type(self).__name__
         keys = ('n_epochs', 'steps_per_epoch', 'opt') if getattr(learn, 'resuming', False) else ('steps_per_epoch', 'opt')
         diff = [f"{k}: {got.get(k)!r} in the saved state, {want[k]!r} in this fit" for k in keys if got.get(k) != want[k]]
+        if 'params' in got and got['params'] != want['params']:  # a state saved before the shapes were recorded: not checked
+            diff.append(_shapes_diff(got['params'], want['params']))
         if diff: raise ValueError(f"{who}: the saved state is of a different fit (" + '; '.join(diff) +
-                                  "): resume with the same data, accumulation and optimizer")
+                                  "): resume with the same model, data, accumulation and optimizer")
         left,steps = got['n_epochs'] * got['steps_per_epoch'] - st['n'],want['n_epochs'] * want['steps_per_epoch']
         if not getattr(learn, 'resuming', False) and steps > left:
             raise ValueError(f"{who}: the saved schedule has {left} steps left, and this fit would take {steps}: fit for at "
@@ -386,8 +389,25 @@ class BaseSchedCB(Callback):
         "Make the next fit resume from `state_dict` (from `state_dict()`); applied in its `before_fit`."
         self.state = state_dict
 
+def _param_shapes(opt)->list:
+    "The shape of each parameter of `opt`, group by group (lists of ints: a state made of plain data)."
+    return [[list(p.shape) for p in pg['params']] for pg in opt.param_groups]
+
+def _shapes_diff(got:list, want:list)->str:
+    "What differs between two `_param_shapes`: the group and tensor counts, or the first tensor whose shape differs."
+    n = lambda s: sum(len(g) for g in s)
+    if len(got) != len(want) or [len(g) for g in got] != [len(g) for g in want]:
+        return (f"params: {len(got)} param groups of {[len(g) for g in got]} tensors in the saved state, "
+                f"{len(want)} of {[len(g) for g in want]} in this fit")
+    g,i = next((g, i) for g,(a,b) in enumerate(zip(got, want)) for i,(x,y) in enumerate(zip(a, b)) if x != y)
+    k = sum(x != y for a,b in zip(got, want) for x,y in zip(a, b))
+    return (f"params: tensor {i} of param group {g} has shape {got[g][i]} in the saved state, {want[g][i]} in this fit "
+            f"({k} of {n(want)} tensors differ)")
+
 class BatchSchedCB(BaseSchedCB):
-    "Steps the scheduler after every optimizer update (not after skipped or cancelled steps, never in validation)."
+    """Steps the scheduler once per attempted optimizer update: a step the fp16 grad scaler skipped counts (the
+    schedule follows the training iteration, as torch's and fastai's do), a batch cancelled before its step does
+    not, validation never does."""
     def _lengths(self, learn):
         if not hasattr(learn.dls.train, '__len__'):
             raise TypeError(f"BatchSchedCB needs len(dls.train) (batches per epoch) to size the schedule; "
@@ -398,15 +418,17 @@ class BatchSchedCB(BaseSchedCB):
         super().before_fit(learn)
         if isinstance(self.sched, ReduceLROnPlateau):
             raise ValueError(f"sched={self.sched_fn!r}: ReduceLROnPlateau steps on a validation loss: use EpochSchedCB")
-        self._seen = learn.n_updates  # 0, or the updates a resumed fit had done
+        self._stepped = False
+    def after_step(self, learn):
+        "After the optimizer step of a training batch, done or skipped by the grad scaler: notes that the batch updated."
+        if learn.training: self._stepped = True
     def cleanup_batch(self, learn):
-        "Called after every batch, even a cancelled one: one scheduler step per new optimizer update."
-        n = learn.n_updates
-        if n > self._seen and learn.training:
-            for _ in range(n - self._seen):
-                self.n += 1
-                self._advance(self.n)
-            self._seen = n
+        """Called after every batch, even one cancelled after its step: one scheduler step if the batch reached its
+        optimizer step (after every `after_step`, so a recorder there sees the value the update used)."""
+        if self._stepped:
+            self._stepped = False
+            self.n += 1
+            self._advance(self.n)
 
 class EpochSchedCB(BaseSchedCB):
     """Steps the scheduler after each training pass; `ReduceLROnPlateau` is stepped after each validation pass

@@ -1,5 +1,6 @@
 "Tests for miniai.sched: torch equality, schedule properties, resuming, length filling, callbacks, recorder, previews."
 import math, warnings
+from copy import deepcopy
 from functools import partial
 
 import pytest
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 
 from miniai.learner import TrainLearner, Callback, CancelFitException, CancelBatchException
 from miniai.schedbase import get_field
+from miniai.precision import MixedPrecisionCB
 from miniai.sched import (CosineAnnealing, OneCycle, one_cycle_ends, anneal_cos, BatchSchedCB, EpochSchedCB,
                           RecorderCB, rec_lr, rec_mom, rec_wd, rec_loss, fill_length, make_sched, is_annealer,
                           sched_values, plot_sched, LENGTH_PARAMS)
@@ -339,15 +341,19 @@ class CancelEvery3(Callback):
 
 @pytest.mark.parametrize('bad', [SkipOdd, CancelEvery3])
 @pytest.mark.parametrize('order', [-1, 1])
-def test_skipped_and_cancelled_steps_do_not_step(bad, order):
+def test_skipped_steps_advance_cancelled_do_not(bad, order):
+    """A skipped step (the grad scaler's) takes its slot of the schedule, as torch's and fastai's do; a batch
+    cancelled before its step does not. The recorder keeps the real updates, each with the value it used."""
     cb,rec,log = BatchSchedCB(partial(OneCycle, max_lr=1e-2)),RecorderCB(),LrLog()
     rec.order = order
     learn = tiny_learner([cb, rec, log, bad()], n_train=9); learn.fit(2)
     n = learn.n_updates
     assert n == (10 if bad is SkipOdd else 12)
-    assert cb.n == n and cb.sched.num_updates == n and len(rec.recs['lr']) == n
-    opt = dummy_opt(); ref = trace(opt, OneCycle(opt, 18, max_lr=1e-2), n)
-    assert rec.recs['lr'] == [v[0] for v in ref[0]] and rec.recs['mom'] == [v[0] for v in ref[1]]
+    slots = 18 if bad is SkipOdd else 12  # batches that reached their optimizer step
+    assert cb.n == slots and cb.sched.num_updates == slots and len(rec.recs['lr']) == n
+    opt = dummy_opt(); ref = trace(opt, OneCycle(opt, 18, max_lr=1e-2), slots)
+    real = [k for k in range(18) if k % 9 % 2 == 0] if bad is SkipOdd else range(12)  # slot of each real update
+    assert rec.recs['lr'] == [ref[0][k][0] for k in real] and rec.recs['mom'] == [ref[1][k][0] for k in real]
 
 @pytest.mark.parametrize('rec_order', [-5, 5])
 def test_never_stepped_in_validation_and_recorder(rec_order, tmp_path):
@@ -517,3 +523,61 @@ def test_plots_have_readable_titles_and_numbered_epochs():
         for ax in fig.axes:  # nothing drawn outside the figure (constrained layout): no label clipped
             bb = ax.get_tightbbox(r)
             assert bb.x0 >= -1 and bb.y0 >= -1 and bb.x1 <= fig.bbox.width + 1 and bb.y1 <= fig.bbox.height + 1, bb
+
+
+# ---------------------------------------------------------------- issue 17 §2: a resume never silent, skipped fp16 steps
+class BigScale(Callback):
+    "Gives the fit a grad scaler starting at 2**20: fp16 gradients overflow and its first steps are skipped (on CPU too)."
+    order = MixedPrecisionCB.order + 1
+    def before_fit(self, learn): learn.scaler = torch.amp.GradScaler('cpu', init_scale=2.**20)
+
+def test_fp16_skipped_steps_still_end_the_schedule():
+    "fp16 on CPU with forced overflows: 7 of 24 steps skipped, and OneCycle still ends at its final lr (not at update 17's)."
+    cb,rec = BatchSchedCB(partial(OneCycle, max_lr=1e-2)),RecorderCB()
+    learn = tiny_learner([MixedPrecisionCB('fp16', device_type='cpu'), BigScale(), cb, rec]); learn.fit(3)
+    assert learn.total_updates == 24 and learn.n_updates < 24  # some steps were skipped
+    assert learn.scaler.get_scale() < 2.**20
+    assert cb.n == cb.sched.num_updates == 24  # every slot of the schedule was taken
+    assert len(rec.recs['lr']) == learn.n_updates  # the recorder shows the real updates ...
+    assert rec.recs['lr'][-1] == pytest.approx(1e-2/1e5, rel=1e-9)  # ... the last one at OneCycle's final lr
+    assert rec.recs['mom'][-1] == pytest.approx(0.95)
+    assert cb.sched.get_last_lr()[0] == pytest.approx(1e-2/1e5, rel=1e-9)
+
+class StopAfterBatch(Callback):
+    "Cancels the fit at the end of training batch `k` (counted over the fit): a stop between batches, resumed exactly."
+    def __init__(self, k): self.k,self.seen = k,0
+    def after_batch(self, learn):
+        if learn.training:
+            self.seen += 1
+            if self.seen == self.k: raise CancelFitException()
+
+@pytest.mark.parametrize('k', [1, 2, 5, 12])
+def test_resume_with_skipped_steps_is_exact(k):
+    "The schedule's count (skipped slots included) is in the callback's state: a whole-fit resume records the same lrs."
+    full = RecorderCB()
+    tiny_learner([BatchSchedCB(partial(OneCycle, max_lr=1e-2)), full, SkipOdd()]).fit(2)
+    rec = RecorderCB()
+    learn = tiny_learner([BatchSchedCB(partial(OneCycle, max_lr=1e-2)), rec, SkipOdd()]); learn.fit(2, cbs=[StopAfterBatch(k)])
+    assert learn.stateful_cbs()['BatchSchedCB'].n == k  # every batch so far took its slot, skipped or not
+    st = deepcopy(learn.fit_state())
+    rec2 = RecorderCB()
+    tiny_learner([BatchSchedCB(partial(OneCycle, max_lr=1e-2)), rec2, SkipOdd()]).fit(2, resume=st)
+    assert rec2.recs == full.recs and len(full.recs['lr']) == 8
+
+def test_state_of_another_model_is_refused_before_anything_changes():
+    "A saved state from a fit of another model (other parameter shapes or count) is refused in before_fit, naming both."
+    cb = BatchSchedCB(partial(OneCycle, max_lr=1e-2))
+    learn = tiny_learner([cb]); learn.fit(2, cbs=[StopAfter(3)])
+    sd = cb.state_dict()
+    assert sd['fit']['params'] == [[[1, 4], [1]]]
+    other = TrainLearner(nn.Linear(4, 2), tiny_dls(), lambda p, y: F.mse_loss(p[:, :1], y), lr=1e-2, opt_func=optim.AdamW)
+    w = other.model.weight.detach().clone()
+    with pytest.raises(ValueError, match=r'tensor 0 of param group 0 has shape \[1, 4\] in the saved state, \[2, 4\] in this fit'):
+        other.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=sd)])
+    assert torch.equal(other.model.weight, w)
+    assert other.opt.param_groups[0]['lr'] == 1e-2 and not other.opt.state  # the optimizer got nothing of the saved state
+    bias_free = TrainLearner(nn.Linear(4, 1, bias=False), tiny_dls(), F.mse_loss, lr=1e-2, opt_func=optim.AdamW)
+    with pytest.raises(ValueError, match=r'params: 1 param groups of \[2\] tensors in the saved state, 1 of \[1\] in this fit'):
+        bias_free.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=sd)])
+    old = deepcopy(sd); del old['fit']['params']  # a state saved before the shapes were recorded: still accepted
+    learn.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=old)])
