@@ -433,6 +433,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'miniai.safefile._tensor': ('safefile.html#_tensor', 'miniai/safefile.py'),
                                  'miniai.safefile.decode_state': ('safefile.html#decode_state', 'miniai/safefile.py'),
                                  'miniai.safefile.encode_state': ('safefile.html#encode_state', 'miniai/safefile.py'),
+                                 'miniai.safefile.is_plain': ('safefile.html#is_plain', 'miniai/safefile.py'),
                                  'miniai.safefile.load_state': ('safefile.html#load_state', 'miniai/safefile.py'),
                                  'miniai.safefile.save_state': ('safefile.html#save_state', 'miniai/safefile.py')},
             'miniai.sched': { 'miniai.sched.BaseSchedCB': ('sched.html#baseschedcb', 'miniai/sched.py'),

@@ -75,6 +75,7 @@ def field_setter(field:str, # a field resolved by `resolve_field`
 
 # %% ../nbs/05_schedbase.ipynb #a1c0de02
 from .core import short_repr, real_number, check_num, check_bool
+from .safefile import is_plain
 
 # %% ../nbs/05_schedbase.ipynb #a1c0de04
 def check_opt(opt, # what was passed as the optimizer
@@ -167,8 +168,9 @@ class SchedulerBase:
         return [float(pg['lr']) for pg in self.optimizer.param_groups]
 
     def state_dict(self)->dict:
-        "Everything but the optimizer (save the optimizer's own state_dict beside it)."
-        return {k:v for k,v in self.__dict__.items() if k not in ('optimizer', '_set')}
+        """Everything but the optimizer (save the optimizer's own state_dict beside it) and what is not plain data
+        (functions, helper objects: built again from the same arguments), so it goes into a checkpoint that runs no code."""
+        return {k:v for k,v in self.__dict__.items() if k not in ('optimizer', '_set') and is_plain(v)}
 
     def load_state_dict(self, state_dict:dict):
         """Restore a saved state. For a `closed_form` scheduler the groups are set at once to the values of the

@@ -130,3 +130,23 @@ def test_unwritable_state_refused_at_save_naming_where(tmp_path):
     learn = make_learn(CheckpointCB(tmp_path/'ck.pt', verbose=False), Odd())
     with pytest.raises(TypeError, match=r'cbs\.Odd\.fn: a builtins'): learn.fit(1)
     assert not (tmp_path/'ck.pt').exists()
+
+@pytest.mark.parametrize('make', [
+    lambda: BatchSchedCB(partial(__import__('miniai.schedfamily', fromlist=['x']).ChebyshevSched)),
+    lambda: BatchSchedCB(partial(__import__('miniai.schedfamily', fromlist=['x']).ParamSched, field='lr', f=lambda p: 0.05 * (1 - p))),
+    lambda: BatchSchedCB(partial(__import__('miniai.schedfamily', fromlist=['x']).CosineRestartsSched, first_cycle_steps=5)),
+])
+def test_scheduler_states_with_helper_objects_checkpoint_and_resume(tmp_path, make):
+    "A scheduler holding functions or helper objects saves only its plain data (the rest is rebuilt), and resumes exactly."
+    def learn_with():
+        l = make_learn(); l.cbs[2] = make(); return l
+    ref = learn_with(); ref.fit(2); want = _weights(ref)
+    p = tmp_path/'ck.pt'
+    learn = learn_with(); learn.cbs.append(CheckpointCB(p, verbose=False))
+    class Stop:
+        order = 0
+        def after_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 3: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): learn.fit(2, cbs=Stop())
+    res = learn_with(); res.cbs.append(CheckpointCB(p, verbose=False)); res.fit(2, resume=p)
+    assert all(torch.equal(v, want[k]) for k,v in res.model.state_dict().items())
