@@ -11,7 +11,7 @@ from torcheval.metrics import MulticlassAccuracy
 
 from miniai.accel import AccelerateCB, AccelerateScaler, ShardedDL
 from miniai.datasets import DataLoaders, MemoryDL
-from miniai.learner import TrainLearner, MetricsCB, GradAccumCB, scaler_step, no_scaler
+from miniai.learner import TrainLearner, MetricsCB, GradAccumCB, scaler_step, no_scaler, load_checkpoint
 from miniai.sched import BatchSchedCB, OneCycle, RecorderCB, rec_lr
 from conftest import real_data
 
@@ -193,7 +193,7 @@ def test_two_processes_stop_and_resume_exactly(two_procs, tmp_path):
             '--quiet', '--ckpt', str(tmp_path/'ck.pt')]
     res = _run(base + ['--stop-after', '5'], env)
     assert res.returncode == 0, res.stdout[-3000:]
-    st = torch.load(tmp_path/'ck.pt', weights_only=False)
+    st = load_checkpoint(tmp_path/'ck.pt')
     assert st['pos']['n_updates'] == 5 and st['fit']['procs'] == 2 and st['pos']['epoch'] == 1  # mid-epoch 1
     res = _run(base + ['--resume', str(tmp_path/'ck.pt'), '--record', str(tmp_path/'rec')], env)
     assert res.returncode == 0, res.stdout[-3000:]

@@ -3,6 +3,7 @@ import csv, errno, os, random, re, shutil, signal, subprocess, sys, time, zipfil
 from pathlib import Path
 import pytest
 from conftest import real_data
+from miniai.learner import load_checkpoint
 
 MINIAI = str(Path(sys.executable).with_name('miniai'))
 SMALL = ('--n-train', '1024', '--n-valid', '256', '--bs', '256', '--quiet')  # a run of a few seconds
@@ -295,7 +296,7 @@ def test_procs_2_trains_on_two_processes(tmp_path):
     rows = [l for l in r.stdout.splitlines() if l.split()[:1] in (['1'], ['2'])]
     assert len(rows) == 2 and r.stdout.count('valid accuracy') == 1  # printed by the main process only
     assert sorted(p.name for p in out.iterdir()) == ['checkpoint.pt', 'loss.png', 'metrics.csv', 'model.pt', 'sched.png']
-    st = torch.load(out/'checkpoint.pt', weights_only=False)
+    st = load_checkpoint(out/'checkpoint.pt')
     assert st['fit']['procs'] == 2 and st['fit']['n_batches'] == 2048 // 256  # global batches of 256: 128 per process
     assert len(list(csv.DictReader(open(out/'metrics.csv')))) == 2
     r = run('fit', '--procs', '3', '--bs', '256', '--out', str(tmp_path/'x'))
@@ -312,7 +313,7 @@ def test_accelerate_launch_form(tmp_path):
                        capture_output=True, text=True, timeout=300, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count('valid accuracy') == 1 and len(list(tmp_path.glob('latest.run-*'))) == 1
-    assert torch.load(out/'checkpoint.pt', weights_only=False)['fit']['procs'] == 2
+    assert load_checkpoint(out/'checkpoint.pt')['fit']['procs'] == 2
 
 
 # ------------------------------------------------------------------------------------------------ --preset best (issue 11)
