@@ -18,7 +18,7 @@ def _dtype_name(dt)->str: return 'bf16' if dt == torch.bfloat16 else 'fp16'
 class MixedPrecisionCB(Callback):
     """Runs each batch's forward pass and loss under `torch.autocast` in bfloat16 or float16; with float16, the
     backward pass and the step go through a `torch.amp.GradScaler` (it sets `learn.scaler`), whose skipped steps
-    set `learn.step_skipped`, so they are not counted as updates and no scheduler steps for them.
+    set `learn.step_skipped`, so they are not counted as updates (`BatchSchedCB` still gives them their slot).
 
     Works with any Learner whose steps use `learn.scaler` (`TrainLearner`, `TrainCB`) and with `GradAccumCB`."""
     order = DeviceCB.order + 1  # after DeviceCB has put the model (and each batch) on its device
