@@ -22,9 +22,10 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'fractal_perm', 'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
            'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params',
            'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-           'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
-           'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
-           'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
+           'ChannelsLastCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state', 'load_state',
+           'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB',
+           'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched',
+           'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
            'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta',
            'AdamW', 'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
            'idle_cores', 'auto_threads']
@@ -60,6 +61,8 @@ from .schedfamily import (
     ProportionScheduler, CosineLrScheduler, no_wd_params, layer_units, param_groups, group_opt_func)
 from .precision import (
     MixedPrecisionCB, native_bf16, auto_precision, ChannelsLastCB)
+from .safefile import (
+    CheckpointError, is_plain, encode_state, decode_state, save_state, load_state)
 from .checkpoint import (
     check_path, check_folder, CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB,
     EarlyStoppingCB, SaveBestCB)
@@ -101,10 +104,11 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
     'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler',
     'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB',
-    'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB',
-    'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
-    'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
-    'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock',
-    'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
-    'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
-    'idle_cores', 'auto_threads']
+    'native_bf16', 'auto_precision', 'ChannelsLastCB', 'CheckpointError', 'is_plain',
+    'encode_state', 'decode_state', 'save_state', 'load_state', 'check_path', 'check_folder',
+    'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
+    'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched',
+    'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
+    'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
+    'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist',
+    'main', 'cpu_sample', 'idle_cores', 'auto_threads']

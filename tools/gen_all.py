@@ -4,7 +4,7 @@ import importlib, json, sys, textwrap
 from pathlib import Path
 
 MODULES = ['core', 'datasets', 'learner', 'activations', 'init', 'schedbase', 'sched', 'schedfamily',
-           'precision', 'checkpoint', 'recipes', 'accel', 'resnet', 'augment', 'optim', 'fastnet', 'cli']
+           'precision', 'safefile', 'checkpoint', 'recipes', 'accel', 'resnet', 'augment', 'optim', 'fastnet', 'cli']
 NB = Path(__file__).resolve().parent.parent/'nbs'/'10_all.ipynb'
 
 def export_cell()->str:
