@@ -272,6 +272,11 @@ def _loss_fig(train_losses, # the training loss of each optimizer update (`Recor
     ax.set_yscale('log'); ax.legend(fontsize='small')
     return fig
 
+def _weights(model)->bytes:
+    "model.pt's bytes: the weights in the file `learn.load` reads (safetensors, checksummed: it runs no code when loaded)."
+    from miniai.safefile import encode_state
+    return encode_state({'model': model.state_dict()}, 'miniai-weights')
+
 def _rescue(model, history)->tuple:
     "Save the weights and the metrics into a new folder under the temporary folder (else the home folder): (folder, error)."
     import torch
@@ -280,7 +285,7 @@ def _rescue(model, history)->tuple:
         d = None
         try:
             d = Path(tempfile.mkdtemp(prefix='miniai-rescue-', dir=base))
-            with open(d/'model.pt', 'wb') as f: torch.save(model.state_dict(), f); f.flush(); os.fsync(f.fileno())
+            with open(d/'model.pt', 'wb') as f: f.write(_weights(model)); f.flush(); os.fsync(f.fileno())
             with open(d/'metrics.csv', 'wb') as f: f.write(_metrics_csv(history)); f.flush(); os.fsync(f.fileno())
             return d, None
         except OSError as e:
@@ -391,7 +396,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         atomic_write(run/'metrics.csv', lambda f: f.write(_metrics_csv(metrics.history, tta)))
         save_fig(_loss_fig(losses.recs['loss'], metrics.history, losses.epochs), run/'loss.png')
         save_fig(rec.plot(), run/'sched.png')
-        atomic_write(run/'model.pt', lambda f: torch.save(model.state_dict(), f))
+        atomic_write(run/'model.pt', lambda f: f.write(_weights(model)))
         publish_run(run, out)
     except (OSError, RuntimeError) as e:
         if (de := _disk_error(e)) is None: raise
