@@ -23,5 +23,6 @@ setuptools.setup(
                     'tensorboard': cfg['tensorboard_requirements'].split()},
     entry_points={'console_scripts': cfg['console_scripts'].split(),
                   'nbdev': [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"]},
+    package_data={'miniai': ['py.typed']},  # PEP 561: the package's annotations are for type checkers too
     include_package_data=True, zip_safe=False,
 )
