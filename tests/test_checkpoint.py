@@ -1,0 +1,458 @@
+"""Checkpoints (miniai.checkpoint, miniai.learner): exact resume at every stop point (also across a real kill -9 and a
+real Ctrl-C), resumes refused for another fit, the NaN guard, early stopping and the best model."""
+import importlib.util, os, random, re, signal, subprocess, sys, time
+from copy import deepcopy
+from functools import partial
+from pathlib import Path
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn, optim
+from fastcore.test import test_eq as eq_
+from torcheval.metrics import MulticlassAccuracy
+from miniai.learner import TrainLearner, Callback, MetricsCB, GradAccumCB, CancelFitException, load_checkpoint
+from miniai.safefile import load_state
+from miniai.augment import BatchTransformCB
+from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB, NonFiniteLossError, EarlyStoppingCB, SaveBestCB
+from miniai.sched import BatchSchedCB, EpochSchedCB, OneCycle, CosineAnnealing, RecorderCB
+from miniai.core import clean_stale_tmp
+from loaders import DLs, ShuffledDL
+from training_helpers import reg_batches, class_data, class_dls, HookLog, sgd_mom, quiet_metrics, same
+
+REPO = Path(__file__).resolve().parents[1]
+
+def no_time(hist): return [{k:v for k,v in r.items() if k != 'time'} for r in hist]
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+_X,_Y = class_data(640)
+
+def ck_dls(n=640): return DLs(ShuffledDL(_X[:n], _Y[:n], 64), ShuffledDL(_X[:128], _Y[:128], 64))
+
+def make_learn(*extra, accum=1, sched='onecycle', opt_func=optim.AdamW, dls=None, rec=True):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 2))
+    mcb = quiet_metrics(accuracy=MulticlassAccuracy())
+    sch = (BatchSchedCB(partial(OneCycle, max_lr=0.05)) if sched == 'onecycle'
+           else EpochSchedCB(partial(CosineAnnealing, eta_min=1e-4)))
+    cbs = [mcb, sch] + ([RecorderCB()] if rec else []) + ([GradAccumCB(accum)] if accum > 1 else []) + list(extra)
+    learn = TrainLearner(model, dls or ck_dls(), F.cross_entropy, lr=0.05, opt_func=opt_func, cbs=cbs)
+    learn.mcb,learn.rec = mcb,(cbs[2] if rec else None)
+    return learn
+
+class StopAt(Callback):
+    "Raises `exc` at hook `hook` when `(epoch, training, iter)` matches `at`."
+    def __init__(self, hook, at, exc, order=50): self.hook,self.at,self.exc,self.order = hook,at,exc,order
+    def __getattr__(self, nm):
+        if nm != self.hook: raise AttributeError(nm)
+        def f(learn):
+            if (learn.epoch, learn.training, learn.iter) == self.at: raise self.exc()
+        return f
+
+def result(learn):
+    return ({k:v.clone() for k,v in learn.model.state_dict().items()}, deepcopy(learn.rec.recs),
+            no_time(learn.mcb.history), learn.n_updates)
+
+_REFS = {}
+
+def reference(accum=1, sched='onecycle', n_epochs=3):
+    key = (accum, sched, n_epochs)
+    if key not in _REFS:
+        learn = make_learn(accum=accum, sched=sched)
+        learn.fit(n_epochs)
+        _REFS[key] = result(learn)
+    return _REFS[key]
+
+def stopped_then_resumed(tmp, stop, accum=1, sched='onecycle', n_epochs=3):
+    ck = tmp/'ck.pt'
+    ck.unlink(missing_ok=True)
+    learn = make_learn(CheckpointCB(ck, verbose=False), accum=accum, sched=sched)
+    try: learn.fit(n_epochs, cbs=StopAt(*stop))
+    except KeyboardInterrupt: pass
+    stopped = result(learn)
+    learn = make_learn(CheckpointCB(ck, verbose=False), accum=accum, sched=sched)  # as a new process would
+    learn.fit(n_epochs, resume=ck)
+    return stopped,result(learn)
+
+STOPS = [('after_batch', (1, True, 4)),   # mid-epoch
+         ('after_batch', (0, True, 0)),   # after the first update
+         ('after_batch', (2, True, 9)),   # after the last update
+         ('after_batch', (1, False, 0)),  # during validation
+         ('after_epoch', (0, False, 1))]  # at an epoch boundary (the end of its validation pass)
+
+@pytest.fixture
+def done_ck(tmp_path):
+    "The checkpoint of a 2-epoch fit of `make_learn()`."
+    ck = tmp_path/'done.pt'
+    make_learn(CheckpointCB(ck, verbose=False)).fit(2)
+    return ck
+
+def _refused(learn, n_epochs, resume, *contains, exc=ValueError):
+    w = {k:v.clone() for k,v in learn.model.state_dict().items()}
+    with pytest.raises(exc) as e: learn.fit(n_epochs, resume=resume)
+    for c in contains: assert c in str(e.value), (c, str(e.value))
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, w[k]), k  # nothing was loaded
+
+_TMP_RE = re.compile(r'^\.ck\.pt\.miniai-[0-9a-f]{8}\.tmp$')
+
+KILL_SCRIPT = '''
+import sys, torch, torch.nn.functional as F
+from torch import nn
+from miniai.learner import TrainLearner, Callback
+from miniai.checkpoint import CheckpointCB
+torch.set_num_threads(1)
+x,y = torch.randn(2, 2048),torch.randn(2, 4096)
+class DLs: train,valid = [(x, y)]*100000,[(x, y)]
+class Ready(Callback):
+    order = CheckpointCB.order + 1
+    def cleanup_batch(self, learn):
+        if learn.n_updates == 1: print('ready', flush=True)
+ck = CheckpointCB(sys.argv[1], every_epochs=None, every_updates=1, verbose=False)
+TrainLearner(nn.Linear(2048, 4096), DLs(), F.mse_loss, lr=1e-4, cbs=[ck, Ready()]).fit(1)  # a 32 MB checkpoint
+'''
+
+def _env():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')
+    return env
+
+CTRL_C_JOB = '''
+import sys, time, torch, torch.nn.functional as F
+from functools import partial
+from torch import nn, optim
+from miniai.learner import TrainLearner, Callback, MetricsCB
+from miniai.checkpoint import CheckpointCB
+from miniai.sched import BatchSchedCB, OneCycle, RecorderCB
+sys.path.insert(0, TESTS_DIR)
+from loaders import DLs, ShuffledDL
+
+def make_learn(ck):
+    torch.manual_seed(0)
+    x = torch.randn(320, 8); y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 2))
+    mcb = MetricsCB(); mcb._log = lambda row: None
+    learn = TrainLearner(model, DLs(ShuffledDL(x, y, 32), ShuffledDL(x[:64], y[:64], 32)), F.cross_entropy, lr=0.05,
+                         opt_func=optim.AdamW, cbs=[mcb, RecorderCB(), BatchSchedCB(partial(OneCycle, max_lr=0.05)), CheckpointCB(ck)])
+    learn.mcb,learn.rec = mcb,learn.cbs[1]
+    return learn
+
+class Slow(Callback):
+    def after_batch(self, learn):
+        if learn.training and learn.epoch == 0 and learn.iter == 0: print('started', flush=True)
+        time.sleep(0.03)
+
+if __name__ == '__main__':
+    torch.set_num_threads(1)
+    make_learn(sys.argv[1]).fit(3, cbs=Slow())
+    print('finished', flush=True)
+'''
+
+class Explode(Callback):
+    "Makes the loss `val` at (epoch 1, batch 3) of the training or the validation pass; keeps the files' bytes then."
+    order = TerminateOnNaNCB.order - 1
+    def __init__(self, val, training, files=()): self.val,self.training,self.files,self.before = val,training,files,None
+    def after_loss(self, learn):
+        if (learn.epoch, learn.iter, learn.training) == (1, 3, self.training):
+            self.before = {f: f.read_bytes() for f in self.files}
+            learn.loss = learn.loss * self.val
+
+class FakeCol(Callback):
+    "Overwrites column `col` of each epoch's metrics row with `seq[epoch]`."
+    order = MetricsCB.order + 1
+    def __init__(self, col, seq): self.col,self.seq = col,seq
+    def after_epoch(self, learn):
+        if not learn.training: learn.metrics.history[-1][self.col] = self.seq[learn.epoch]
+
+class WeightsAtEpochEnd(Callback):
+    order = 200
+    def before_fit(self, learn): self.w = getattr(self, 'w', {})
+    def after_epoch(self, learn):
+        if not learn.training: self.w[learn.epoch] = {k:v.clone() for k,v in learn.model.state_dict().items()}
+
+def small_class_learn(*cbs):
+    torch.manual_seed(0)
+    return TrainLearner(nn.Linear(8, 2), class_dls(128, 32), F.cross_entropy, lr=0.1,
+                        cbs=[quiet_metrics(accuracy=MulticlassAccuracy())] + list(cbs))
+
+NAN = float('nan')
+
+SEQ_A,SEQ_B = [2., 3., 3.5, 2.2, 1., 1., 1.],[3., 2., 2.5, 2.2, 1., 1., 1.]
+
+@pytest.mark.parametrize('exc', [CancelFitException, KeyboardInterrupt], ids=['cancel', 'ctrl-c'])
+@pytest.mark.parametrize('stop', STOPS, ids=['mid_epoch', 'first_update', 'last_update', 'in_valid', 'epoch_end'])
+def test_exact_resume(tmp_path, one_thread, stop, exc):
+    stopped,resumed = stopped_then_resumed(tmp_path, (*stop, exc))
+    ref = reference()
+    same(resumed, ref)
+    assert len(stopped[2]) < 3 or stopped[3] < ref[3]  # the first fit really stopped early
+
+@pytest.mark.parametrize('exc', [CancelFitException, KeyboardInterrupt], ids=['cancel', 'ctrl-c'])
+@pytest.mark.parametrize('stop', [('after_batch', (1, True, 4)),   # mid-group (groups 0-2, 3-5, 6-8, 9)
+                                  ('after_batch', (0, True, 0)),   # after the first batch of the first group
+                                  ('after_batch', (0, True, 9)),   # after the last, short group of an epoch
+                                  ('after_batch', (1, True, 5)),   # at a group's end
+                                  ('after_batch', (2, False, 0))], # during the last validation pass
+                         ids=['mid_group', 'first_batch', 'short_group', 'group_end', 'in_valid'])
+def test_exact_resume_with_accum(tmp_path, one_thread, stop, exc):
+    stopped,resumed = stopped_then_resumed(tmp_path, (*stop, exc), accum=3)
+    same(resumed, reference(accum=3))
+    eq_(resumed[3], 12)
+
+@pytest.mark.parametrize('stop', [('after_batch', (1, True, 4), KeyboardInterrupt),
+                                  ('after_epoch', (0, False, 1), CancelFitException),
+                                  ('after_batch', (1, False, 0), CancelFitException)],
+                         ids=['mid_epoch', 'epoch_end', 'in_valid'])
+def test_exact_resume_epoch_sched(tmp_path, one_thread, stop):
+    stopped,resumed = stopped_then_resumed(tmp_path, stop, sched='cosine')
+    ref = reference(sched='cosine')
+    same(resumed, ref)
+
+def test_exact_resume_with_random_augmentation(tmp_path, one_thread):
+    """A BatchTransformCB drawing from torch's generator on every training batch, as `random_crop_flip` does: stopped
+    mid-epoch and resumed by a new learner, the fit equals the uninterrupted one bit for bit (weights, records, metrics)."""
+    noise = lambda: BatchTransformCB(lambda x: x + 0.1 * torch.randn_like(x))
+    ref = make_learn(noise()); ref.fit(3)
+    ck = tmp_path/'ck.pt'
+    learn = make_learn(noise(), CheckpointCB(ck, verbose=False))
+    with pytest.raises(KeyboardInterrupt): learn.fit(3, cbs=StopAt('after_batch', (1, True, 4), KeyboardInterrupt))
+    learn = make_learn(noise(), CheckpointCB(ck, verbose=False))
+    learn.fit(3, resume=ck)
+    same(result(learn), result(ref))
+    other = make_learn(); other.fit(3)  # and the augmentation did change the fit
+    assert not all(torch.equal(a, b) for a,b in zip(result(other)[0].values(), result(ref)[0].values()))
+
+def test_checkpoint_every_updates_resumes(tmp_path, one_thread):
+    ck = tmp_path/'ck.pt'
+    learn = make_learn(CheckpointCB(ck, every_epochs=None, every_updates=7, on_interrupt=False, verbose=False))
+    # a crash (not an interruption): the last periodic checkpoint is the one to resume from
+    with pytest.raises(RuntimeError, match='crash'):
+        learn.fit(3, cbs=StopAt('after_batch', (1, True, 8), lambda: RuntimeError('crash')))
+    st = load_checkpoint(ck)
+    eq_((st['pos']['n_updates'], st['pos']['epoch'], st['pos']['phase'], st['pos']['batch']), (14, 1, 'train', 4))
+    learn = make_learn(CheckpointCB(ck, every_epochs=None, every_updates=7, on_interrupt=False, verbose=False))
+    learn.fit(3, resume=ck)
+    same(result(learn), reference())
+
+def test_resume_refused_other_n_epochs(done_ck):
+    _refused(make_learn(), 3, done_ck, 'n_epochs: 2 in the checkpoint, 3 in this fit')
+
+def test_resume_refused_other_batch_count(done_ck):
+    _refused(make_learn(dls=ck_dls(576)), 2, done_ck, 'n_batches: 10 in the checkpoint, 9 in this fit')
+
+def test_resume_refused_other_optimizer(done_ck):
+    _refused(make_learn(opt_func=sgd_mom), 2, done_ck, "opt: 'AdamW' in the checkpoint, 'SGD' in this fit")
+
+def test_resume_refused_other_accum(done_ck):
+    _refused(make_learn(accum=3), 2, done_ck, 'accum: 1 in the checkpoint, 3 in this fit')
+
+def test_resume_refused_missing_or_extra_stateful_cb(done_ck, tmp_path):
+    _refused(make_learn(rec=False), 2, done_ck, 'RecorderCB')
+    _refused(make_learn(SaveBestCB(path=tmp_path/'b.pt')), 2, done_ck, 'SaveBestCB')
+
+def test_resume_refused_other_model(done_ck):
+    "A checkpoint of another architecture (here: one layer more): a ValueError saying so, not torch's list of keys."
+    st = load_checkpoint(done_ck)
+    st['model'] = {**st['model'], 'extra.weight': torch.zeros(3)}
+    _refused(make_learn(), 2, st, 'resume: the checkpoint holds another model', 'tensors in the checkpoint')
+
+def test_resume_refused_not_a_checkpoint(tmp_path):
+    learn = make_learn()
+    junk = tmp_path/'junk.pt'; junk.write_text('not a checkpoint at all')
+    _refused(learn, 2, junk, str(junk), 'not a miniai file')
+    other = tmp_path/'other.pt'; torch.save({'a': 1}, other)
+    _refused(learn, 2, other, 'not a miniai fit checkpoint')
+    saved = tmp_path/'saved.pt'; learn.save(saved)  # a model file is not a fit checkpoint either
+    _refused(learn, 2, saved, 'a file of weights written by Learner.save, not a fit checkpoint')
+    _refused(learn, 2, tmp_path/'nope.pt', 'no such checkpoint', str(tmp_path/'nope.pt'), exc=FileNotFoundError)
+
+@pytest.mark.skipif(os.name != 'posix', reason='SIGKILL is POSIX')
+def test_kill9_during_checkpoint_write(tmp_path):
+    ck,rnd = tmp_path/'ck.pt',random.Random(0)
+    torn = 0
+    for i in range(3):
+        p = subprocess.Popen([sys.executable, '-c', KILL_SCRIPT, str(ck)], cwd=tmp_path, env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = p.stdout.readline()  # after the first checkpoint is written
+            assert line.strip() == 'ready', p.stderr.read()
+            time.sleep(rnd.uniform(0, 0.3))
+            deadline = time.monotonic() + 5
+            while not any(_TMP_RE.match(f.name) for f in tmp_path.iterdir()):  # a write is under way
+                assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(rnd.uniform(0, 0.02))
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+        finally:
+            if p.poll() is None: p.kill(); p.wait()
+            p.stdout.close(); p.stderr.close()
+        eq_(p.returncode, -signal.SIGKILL)
+        st = load_checkpoint(ck)  # the last complete checkpoint, whole (its checksum holds)
+        eq_(st['format'], 'miniai-fit')
+        eq_(st['model']['weight'].shape, (4096, 2048))
+        assert st['pos']['n_updates'] >= 1
+        others = [f.name for f in tmp_path.iterdir() if f.name != 'ck.pt']
+        assert all(_TMP_RE.match(n) for n in others), others  # only atomic_write's own hidden temporary files
+        torn += len(others)
+        removed = clean_stale_tmp(tmp_path, older_than=0)  # which the next write's clean-up recognises and removes
+        eq_(sorted(f.name for f in removed), sorted(others))
+        eq_([f.name for f in tmp_path.iterdir()], ['ck.pt'])
+    assert torn >= 1  # at least one kill landed in the middle of a write
+
+@pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
+def test_real_ctrl_c_checkpoints_and_resumes_exactly(tmp_path, one_thread):
+    job = tmp_path/'job.py'; job.write_text(CTRL_C_JOB.replace('TESTS_DIR', repr(str(Path(__file__).parent))))
+    ck = tmp_path/'ck.pt'
+    p = subprocess.Popen([sys.executable, str(job), str(ck)], cwd=tmp_path, env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.strip() == 'started', p.stderr.read()
+        time.sleep(0.15)
+        p.send_signal(signal.SIGINT)
+        out,err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None: p.kill(); p.communicate()
+    assert p.returncode != 0 and 'finished' not in out
+    assert 'KeyboardInterrupt' in err, err
+    assert str(ck) in err and 'resume=' in err, err
+    st = load_checkpoint(ck)
+    assert 0 < st['pos']['n_updates'] < 30 and not st['pos']['mid_batch']
+    spec = importlib.util.spec_from_file_location('ctrl_c_job', job)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    ref = mod.make_learn(tmp_path/'ref.pt'); ref.fit(3)
+    res = mod.make_learn(ck); res.fit(3, resume=ck)
+    same(result(res), result(ref))
+
+@pytest.mark.parametrize('val', [float('nan'), float('inf')], ids=['nan', 'inf'])
+@pytest.mark.parametrize('training', [True, False], ids=['train', 'valid'])
+def test_terminate_on_nan(tmp_path, val, training):
+    ck,best = tmp_path/'ck.pt',tmp_path/'best.pt'
+    ex = Explode(val, training, (ck, best))
+    b = reg_batches(6)
+    learn = TrainLearner(nn.Linear(5, 2), DLs(b, b[:4]), F.mse_loss, lr=0.05,
+                         cbs=[quiet_metrics(), TerminateOnNaNCB(), ex, SaveBestCB(path=best),
+                              CheckpointCB(ck, every_updates=1, verbose=False)])
+    pass_ = 'training' if training else 'validation'
+    with pytest.raises(NonFiniteLossError, match=rf"loss is {val} at epoch 2, batch 4 \({pass_} pass\)"): learn.fit(3)
+    assert ex.before is not None
+    eq_(ck.read_bytes(), ex.before[ck])  # the last good checkpoint stays
+    eq_(best.read_bytes(), ex.before[best])  # and the best model's file
+    st = load_checkpoint(ck)
+    assert all(torch.isfinite(v).all() for v in st['model'].values())
+    assert isinstance(NonFiniteLossError('x'), FloatingPointError)
+
+@pytest.mark.parametrize('col,mode,min_delta,patience,seq,stopped,best_epoch', [
+    ('valid_loss', 'auto', 0., 2, [3., 2., 2.5, 2.2, 1., 1.], 3, 1),
+    ('valid_loss', 'min', 0., 2, [3., 2., 2.5, 2.2, 1., 1.], 3, 1),
+    ('valid_loss', 'max', 0., 2, [3., 2., 2.5, 2.2, 1., 1.], 2, 0),
+    ('valid_loss', 'min', 0., 1, [3., 2., 2.5, 2.2, 1., 1.], 2, 1),
+    ('accuracy', 'auto', 0., 2, [.5, .7, .6, .65, .9, .9], 3, 1),
+    ('accuracy', 'max', 0., 2, [.5, .7, .6, .65, .9, .9], 3, 1),
+    ('accuracy', 'min', 0., 2, [.5, .7, .6, .65, .9, .9], 2, 0),
+    ('valid_loss', 'min', 0.1, 2, [1., .95, .91, .5, .4, .3], 2, 0),
+    ('valid_loss', 'min', 0., 2, [1., .95, .91, .5, .4, .3], None, 5),
+    ('valid_loss', 'min', 0., 2, [1., NAN, NAN, .5, .4, .3], 2, 0),
+])
+def test_early_stopping(col, mode, min_delta, patience, seq, stopped, best_epoch):
+    es = EarlyStoppingCB(col, patience=patience, min_delta=min_delta, mode=mode)
+    learn = small_class_learn(FakeCol(col, seq), es)
+    learn.fit(len(seq))
+    eq_((es.stopped_epoch, es.best_epoch, es.best), (stopped, best_epoch, seq[best_epoch]))
+    eq_(len(learn.metrics.history), len(seq) if stopped is None else stopped + 1)
+
+@pytest.mark.parametrize('col,mode,seq,best_epoch', [('valid_loss', 'auto', [3., 2., 2.5, 1.5, 1.8], 3),
+                                                     ('accuracy', 'auto', [.5, .7, .6, .65, .9], 4),
+                                                     ('accuracy', 'min', [.5, .7, .4, .65, .9], 2)])
+@pytest.mark.parametrize('load_best', [True, False])
+def test_save_best(tmp_path, col, mode, seq, best_epoch, load_best):
+    best,we = tmp_path/'best.pt',WeightsAtEpochEnd()
+    sb = SaveBestCB(col, path=best, mode=mode, load_best=load_best)
+    learn = small_class_learn(FakeCol(col, seq), sb, we)
+    learn.fit(len(seq))
+    eq_((sb.best_epoch, sb.best), (best_epoch, seq[best_epoch]))
+    saved = load_state(best)[1]['model']
+    for k,v in we.w[best_epoch].items(): assert torch.equal(saved[k], v), k
+    final = we.w[len(seq) - 1] if not load_best else we.w[best_epoch]
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, final[k]), k
+
+@pytest.mark.parametrize('make', [lambda d: EarlyStoppingCB('valid_acc'), lambda d: SaveBestCB('valid_acc', path=d/'never.pt')])
+def test_monitor_unknown_column(tmp_path, make):
+    log = HookLog()
+    learn = small_class_learn(make(tmp_path), log)
+    with pytest.raises(ValueError, match=r"monitor='valid_acc'.*\['train_loss', 'valid_loss', 'accuracy'\]"): learn.fit(1)
+    assert 'before_batch' not in log.log
+    assert not (tmp_path/'never.pt').exists()
+
+@pytest.mark.parametrize('kw,match', [(dict(patience=0), 'patience='), (dict(patience=1.5), 'patience='),
+                                      (dict(patience=True), 'patience='), (dict(patience=-2), 'patience='),
+                                      (dict(mode='bigger'), 'mode='), (dict(mode=None), 'mode='),
+                                      (dict(min_delta=-0.1), 'min_delta='), (dict(min_delta=NAN), 'min_delta='),
+                                      (dict(min_delta=float('inf')), 'min_delta='), (dict(min_delta=True), 'min_delta='),
+                                      (dict(monitor=3), 'monitor=')])
+def test_monitor_bad_args(kw, match):
+    with pytest.raises(ValueError, match=match): EarlyStoppingCB(**kw)
+    if 'patience' not in kw:
+        with pytest.raises(ValueError, match=match): SaveBestCB(**kw)
+
+@pytest.mark.parametrize('seq,stop,stopped', [(SEQ_A, ('after_batch', (1, True, 1)), 2),   # in epoch 1: best from epoch 0
+                                              (SEQ_B, ('after_batch', (3, True, 1)), 3),   # in epoch 3: wait 1
+                                              (SEQ_B, ('after_batch', (2, False, 0)), 3),  # in a validation pass
+                                              (SEQ_B, ('after_epoch', (2, False, 1)), 3)], # at an epoch's end
+                         ids=['epoch1', 'epoch3', 'in_valid', 'epoch_end'])
+def test_early_stopping_state_survives_resume(tmp_path, one_thread, seq, stop, stopped):
+    def learn_(): return small_class_learn(FakeCol('valid_loss', seq), SaveBestCB(path=tmp_path/'best.pt'),
+                                           EarlyStoppingCB(patience=2), CheckpointCB(tmp_path/'ck.pt', verbose=False))
+    ref = learn_(); ref.fit(len(seq))
+    es_ref,sb_ref = ref.cbs[-2],ref.cbs[-3]
+    eq_(es_ref.stopped_epoch, stopped)
+    w_ref = {k:v.clone() for k,v in ref.model.state_dict().items()}
+    learn = learn_()
+    learn.fit(len(seq), cbs=StopAt(*stop, CancelFitException, order=300))  # after every other callback
+    eq_(learn.cbs[-2].stopped_epoch, None)
+    learn = learn_()
+    learn.fit(len(seq), resume=tmp_path/'ck.pt')
+    es,sb = learn.cbs[-2],learn.cbs[-3]
+    eq_((es.stopped_epoch, es.best, es.best_epoch, es.wait), (es_ref.stopped_epoch, es_ref.best, es_ref.best_epoch, es_ref.wait))
+    eq_((sb.best, sb.best_epoch), (sb_ref.best, sb_ref.best_epoch))
+    eq_(no_time(learn.metrics.history), no_time(ref.metrics.history))
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, w_ref[k]), k
+
+@pytest.mark.parametrize('at', [(0, True, 9), (1, False, 1)], ids=['train_pass_end', 'valid_pass_end'])
+@pytest.mark.parametrize('order', [-1, 300])
+def test_stop_in_after_epoch_of_any_order_resumes_exactly(tmp_path, one_thread, at, order):
+    "A stop raised by an early callback in after_epoch waits until every callback ran after_epoch (none is skipped)."
+    ck = tmp_path/'ck.pt'
+    learn = make_learn(CheckpointCB(ck, verbose=False), sched='cosine')
+    with pytest.raises(KeyboardInterrupt): learn.fit(3, cbs=StopAt('after_epoch', at, KeyboardInterrupt, order=order))
+    learn = make_learn(CheckpointCB(ck, verbose=False), sched='cosine')
+    learn.fit(3, resume=ck)
+    same(result(learn), reference(sched='cosine'))
+
+def test_early_stopping_is_not_reported_as_an_interruption(tmp_path, capsys):
+    class Flat(Callback):
+        order = MetricsCB.order + 1
+        def after_epoch(self, learn):
+            if not learn.training: learn.mcb.history[-1]['valid_loss'] = 1.
+    learn = make_learn(Flat(), CheckpointCB(tmp_path/'ck.pt'), EarlyStoppingCB(patience=1))
+    learn.fit(5)
+    assert learn.stopped_early
+    assert 'interrupted' not in capsys.readouterr().err
+
+def test_checkpoint_not_written_with_non_finite_weights(tmp_path, capsys):
+    "A model whose weights went to inf/nan is never written over the last good checkpoint."
+    ck = tmp_path/'ck.pt'
+    class Poison(Callback):
+        order = CheckpointCB.order - 1
+        def cleanup_batch(self, learn):
+            if learn.training and learn.epoch == 1 and learn.iter == 2:
+                with torch.no_grad(): learn.model[0].weight.fill_(float('nan'))
+    learn = make_learn(Poison(), CheckpointCB(ck, every_updates=1))
+    learn.fit(2)
+    st = load_checkpoint(ck)
+    assert st['pos']['n_updates'] == 12 and all(torch.isfinite(v).all() for v in st['model'].values() if v.is_floating_point())
+    assert 'checkpoint not written at update 13' in capsys.readouterr().err
