@@ -775,3 +775,81 @@ def test_group_opt_func_checks_when_built(kw, err, msg):
 
 def test_group_opt_func_model_type():
     with pytest.raises(TypeError, match='model='): group_opt_func([nn.Linear(2, 1)])
+
+
+# ---------------------------------------------------------------- one of each shape (issue 18, steps 3-4)
+import ast, pathlib, miniai
+from miniai import shapes
+from miniai.shapes import cos_shape, linear_shape, poly_shape, rex_shape, sqrt_shape, square_shape, mix, anneal_cos
+
+PKG = pathlib.Path(miniai.__file__).parent
+
+def _cos_calls(path):
+    "The source of every `cos(...)` / `math.cos(...)` call in a module."
+    tree = ast.parse(path.read_text())
+    return [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, 'attr', getattr(n.func, 'id', None)) == 'cos']
+
+def test_the_cosine_is_written_once():
+    "Every schedule's cosine is `shapes.cos_shape`: the only other cosine in the package is the Chebyshev node formula."
+    found = {p.name: _cos_calls(p) for p in sorted(PKG.glob('*.py'))}
+    found = {k: v for k,v in found.items() if v}
+    assert found == {'shapes.py': ['math.cos(math.pi * p)'], 'compat.py': ['math.cos((i + 0.5) * math.pi / n)']}, found
+
+def test_schedulers_use_the_shapes():
+    "The family's decays are the shapes themselves: the same number for every p, not a copy of the formula."
+    o = groups([1.])
+    ps = [i/97 for i in range(98)]
+    for s,f in ((LinearSched(o, T_max=10), linear_shape), (CosineSched(o, T_max=10), cos_shape), (RexSched(o, T_max=10), rex_shape),
+                (PolySched(o, T_max=10, power=2.5), lambda p: poly_shape(p, 2.5))):
+        assert [s.decay(p) for p in ps] == [f(p) for p in ps], type(s).__name__
+    for k,f in (('1-sqrt', sqrt_shape), ('1-square', square_shape), ('cosine', cos_shape), ('linear', linear_shape)):
+        s = WSDSched(o, T_max=10, decay_shape=k)
+        assert [s.decay(p) for p in ps] == [f(p) for p in ps], k
+    assert [SchedCos(0.95, 0.85)(p) for p in ps] == [anneal_cos(0.95, 0.85, p) for p in ps]
+
+def test_shapes_end_exactly():
+    "Every shape is exactly 1 at p=0 and 0 at p=1, so peaks and floors are reached without rounding."
+    for f in list(shapes.SHAPES.values()) + [lambda p: poly_shape(p, 0.3)]:
+        assert (f(0.), f(1.)) == (1., 0.)
+    assert mix(1e-3, 1e-2, 1.) == 1e-2 and 1e-3 + (1e-2 - 1e-3) != 1e-2  # the rounding mix avoids
+    assert [SchedCos(0.95, 0.85)(p) for p in (0., 1.)] == [0.95, 0.85]
+
+def test_moved_names_keep_their_old_import_path():
+    "The borrowed names live in miniai.compat and the param groups in miniai.groups; miniai.schedfamily still gives them."
+    import miniai.schedfamily as sf, miniai.compat as compat, miniai.groups as grp, miniai.warmupdecay as wd
+    for nm in ('CosineLrScheduler', 'ProportionScheduler', 'ChebyshevSched', 'chebyshev_steps', 'fractal_perm'):
+        assert getattr(sf, nm) is getattr(compat, nm) and nm in compat.__all__ and nm not in sf.__all__
+    for nm in ('param_groups', 'layer_units', 'no_wd_params', 'group_opt_func', 'NORM_TYPES', '_lrs'):
+        assert getattr(sf, nm) is getattr(grp, nm)
+    assert sf.WarmupDecaySched is wd.WarmupDecaySched and issubclass(compat.CosineLrScheduler, wd.WarmupDecaySched)
+
+def test_no_patched_methods_in_the_schedulers():
+    "CosineRestartsSched's methods are in its class body (no fastcore @patch anywhere in the scheduler modules)."
+    for nm in ('schedbase', 'shapes', 'sched', 'warmupdecay', 'schedfamily', 'compat', 'groups'):
+        assert '@patch' not in (PKG/f'{nm}.py').read_text(), nm
+    for m in ('_F', '_end', '_fit_cycles', 'cos_len', 'cycle_start', '_extend', 'locate', 'get_updated_values'):
+        assert m in vars(CosineRestartsSched), m
+
+def test_chebyshev_list_below_the_bound_lazy_above():
+    "Up to 2**16 multipliers are one precomputed list, equal to the lazy sequence; beyond, lazy; neither goes in the state."
+    from miniai.compat import _ChebMults, _EAGER_MAX
+    for T,pow2 in ((5, True), (300, False), (2**16, True), (40000, False)):
+        s = ChebyshevSched(groups([1.]), T_max=T, pow2=pow2)
+        P = 1 << (T - 1).bit_length(); n = P if pow2 else T
+        assert type(s.mults) is list and s.mults == list(_ChebMults(n, P, 0.05, 1., True)), T
+        assert 'mults' not in s.state_dict()
+    big = ChebyshevSched(groups([1.]), T_max=_EAGER_MAX + 1)
+    assert isinstance(big.mults, _ChebMults) and 'mults' not in big.state_dict()
+    s2 = ChebyshevSched(groups([1.]), T_max=300, pow2=False)
+    for _ in range(17): s2.step()
+    s3 = ChebyshevSched(groups([1.]), T_max=300, pow2=False); s3.load_state_dict(deepcopy(s2.state_dict()))
+    assert lr0(s3.optimizer) == lr0(s2.optimizer) == _reference_chebyshev_mults(300, pow2=False)[17]
+
+def test_cosine_lr_all_cooldown_is_the_floor():
+    "pytorch-accelerated's CosineLrScheduler with every epoch a cooldown epoch: the floor from the first update, as the package."
+    o1,o2 = groups([0.1]),groups([0.1])
+    a,b = pas.CosineLrScheduler(o1, 2, 3, num_cooldown_epochs=2, lr_min=1e-3),CosineLrScheduler(o2, 2, 3, num_cooldown_epochs=2, lr_min=1e-3)
+    for n in range(8):
+        a.step_update(n); b.step_update(n)
+        assert close(lr0(o1), lr0(o2)) and lr0(o2) == 1e-3
