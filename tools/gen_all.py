@@ -1,10 +1,22 @@
 """Rewrite the export cell of nbs/10_all.ipynb from the modules' `__all__` (run after adding a public name, then
 `nbdev-export`). miniai.all imports every name explicitly, so a reader sees where each comes from."""
-import importlib, json, sys, textwrap
+import importlib, json, re, sys, textwrap
 from pathlib import Path
 
-MODULES = ['core', 'datasets', 'learner', 'activations', 'init', 'schedbase', 'sched', 'schedfamily',
-           'precision', 'safefile', 'checkpoint', 'recipes', 'accel', 'resnet', 'augment', 'optim', 'fastnet', 'cli']
+NBS = Path(__file__).resolve().parent.parent/'nbs'
+# Not re-exported: the course-compatibility modules (15_course_*: the course's names for miniai's objects), the
+# entry point, and miniai.all itself.
+SKIP = {'all', '__main__', 'conv', 'sgd', 'xtras'}
+
+def modules()->list:
+    "Every exported module, in the notebooks' reading order (a later module's name wins, none should clash)."
+    found = []
+    for nb in sorted(NBS.glob('*.ipynb')):
+        m = re.search(r'#\| default_exp (\w+)', nb.read_text())
+        if m and m.group(1) not in SKIP: found.append(m.group(1))
+    return found
+
+MODULES = modules()
 NB = Path(__file__).resolve().parent.parent/'nbs'/'10_all.ipynb'
 
 def export_cell()->str:
