@@ -14,21 +14,22 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB', 'set_seed', 'Hook', 'Hooks', 'HooksCallback',
            'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func', 'init_weights', 'conv',
            'get_model', 'conv_net', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter',
-           'SchedulerBase', 'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos',
-           'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length',
-           'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd',
-           'rec_loss', 'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'NORM_TYPES', 'WarmupDecaySched',
-           'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched', 'chebyshev_steps',
-           'fractal_perm', 'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
-           'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler', 'no_wd_params',
-           'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-           'ChannelsLastCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state', 'load_state',
+           'SchedulerBase', 'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape', 'rex_shape',
+           'sqrt_shape', 'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly', 'anneal_exp',
+           'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends',
+           'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB',
+           'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'sched_values',
+           'plot_sched', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched',
+           'CosineRestartsSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
+           'CombinedSched', 'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
+           'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units',
+           'param_groups', 'group_opt_func', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
+           'idle_cores', 'auto_threads', 'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'ChannelsLastCB',
            'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB',
-           'EarlyStoppingCB', 'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched',
-           'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
-           'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta',
-           'AdamW', 'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample',
-           'idle_cores', 'auto_threads']
+           'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state',
+           'load_state', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
+           'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock', 'resnet',
+           'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -49,23 +50,32 @@ from .init import (
     GeneralRelu, plot_func, init_weights, conv, get_model, conv_net, LayerNorm, lsuv_init)
 from .schedbase import (
     resolve_field, get_field, set_field, field_setter, SchedulerBase, StatefulSchedulerBase)
+from .shapes import (
+    SHAPES, cos_shape, linear_shape, poly_shape, rex_shape, sqrt_shape, square_shape, mix,
+    anneal_cos, anneal_linear, anneal_poly, anneal_exp)
 from .sched import (
-    LENGTH_PARAMS, FILL_UNLESS, PLACEHOLDERS, anneal_cos, anneal_linear, check_T_max,
-    CosineAnnealing, one_cycle_ends, phase_pct, OneCycle, fill_length, is_annealer, make_sched,
-    BaseSchedCB, BatchSchedCB, EpochSchedCB, rec_lr, rec_mom, rec_wd, rec_loss, save_fig,
-    RecorderCB, sched_values, plot_sched)
+    LENGTH_PARAMS, FILL_UNLESS, PLACEHOLDERS, check_T_max, CosineAnnealing, one_cycle_ends,
+    phase_pct, OneCycle, fill_length, is_annealer, make_sched, BaseSchedCB, BatchSchedCB,
+    EpochSchedCB, rec_lr, rec_mom, rec_wd, rec_loss, save_fig, RecorderCB, sched_values, plot_sched)
+from miniai.warmupdecay import (
+    WarmupDecaySched)
 from .schedfamily import (
-    NORM_TYPES, WarmupDecaySched, LinearSched, CosineSched, PolySched, RexSched, WSDSched,
-    CosineRestartsSched, chebyshev_steps, fractal_perm, ChebyshevSched, Annealer, SchedLin,
-    SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched,
-    ProportionScheduler, CosineLrScheduler, no_wd_params, layer_units, param_groups, group_opt_func)
+    LinearSched, CosineSched, PolySched, RexSched, WSDSched, CosineRestartsSched, Annealer,
+    SchedLin, SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched)
+from .compat import (
+    chebyshev_steps, fractal_perm, chebyshev_mults, ChebyshevSched, ProportionScheduler,
+    CosineLrScheduler)
+from .groups import (
+    NORM_TYPES, no_wd_params, layer_units, param_groups, group_opt_func)
+from .cli import (
+    PRESETS, make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 from .precision import (
     MixedPrecisionCB, native_bf16, auto_precision, ChannelsLastCB)
-from .safefile import (
-    CheckpointError, is_plain, encode_state, decode_state, save_state, load_state)
 from .checkpoint import (
     check_path, check_folder, CheckpointCB, NonFiniteLossError, TerminateOnNaNCB, MonitorCB,
     EarlyStoppingCB, SaveBestCB)
+from .safefile import (
+    CheckpointError, is_plain, encode_state, decode_state, save_state, load_state)
 from .recipes import (
     combined_cos, one_cycle_sched, flat_cos_sched, mom_sched, sgdr_sched, sgdr_epochs,
     WeightDecayCB, rec_mom_if_any)
@@ -79,8 +89,6 @@ from miniai.optim import (
     AdamW)
 from .fastnet import (
     FlattenHWC, fast_net)
-from .cli import (
-    PRESETS, make_parser, fit_fashion_mnist, main, cpu_sample, idle_cores, auto_threads)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool',
     'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD',
@@ -95,20 +103,21 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats',
     'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'conv_net', 'LayerNorm',
     'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter', 'SchedulerBase',
-    'StatefulSchedulerBase', 'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'anneal_cos',
-    'anneal_linear', 'check_T_max', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle',
-    'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
-    'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'sched_values',
-    'plot_sched', 'NORM_TYPES', 'WarmupDecaySched', 'LinearSched', 'CosineSched', 'PolySched',
-    'RexSched', 'WSDSched', 'CosineRestartsSched', 'chebyshev_steps', 'fractal_perm',
-    'ChebyshevSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
-    'CombinedSched', 'combine_scheds', 'ParamSched', 'ProportionScheduler', 'CosineLrScheduler',
-    'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'MixedPrecisionCB',
-    'native_bf16', 'auto_precision', 'ChannelsLastCB', 'CheckpointError', 'is_plain',
-    'encode_state', 'decode_state', 'save_state', 'load_state', 'check_path', 'check_folder',
-    'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
-    'SaveBestCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched',
-    'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
-    'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
-    'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net', 'PRESETS', 'make_parser', 'fit_fashion_mnist',
-    'main', 'cpu_sample', 'idle_cores', 'auto_threads']
+    'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape', 'rex_shape',
+    'sqrt_shape', 'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly', 'anneal_exp',
+    'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'check_T_max', 'CosineAnnealing',
+    'one_cycle_ends', 'phase_pct', 'OneCycle', 'fill_length', 'is_annealer', 'make_sched',
+    'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss',
+    'save_fig', 'RecorderCB', 'sched_values', 'plot_sched', 'WarmupDecaySched', 'LinearSched',
+    'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched', 'Annealer',
+    'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
+    'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults', 'ChebyshevSched',
+    'ProportionScheduler', 'CosineLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units',
+    'param_groups', 'group_opt_func', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main',
+    'cpu_sample', 'idle_cores', 'auto_threads', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
+    'ChannelsLastCB', 'check_path', 'check_folder', 'CheckpointCB', 'NonFiniteLossError',
+    'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain',
+    'encode_state', 'decode_state', 'save_state', 'load_state', 'combined_cos', 'one_cycle_sched',
+    'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any',
+    'ShardedDL', 'AccelerateScaler', 'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip',
+    'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
