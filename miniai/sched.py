@@ -145,6 +145,7 @@ class OneCycle(StatefulSchedulerBase):
             start = end
         self._phases,self._linear,self._last = tuple(phases),lin,self.T_max - 1
         self._mset = field_setter(self._mfield, mtensor) if self.moms else None
+        self._plain = self._mfield if self.moms and not (self._tensor or mtensor) else None  # see `step_update`
 
     @property
     def fields(self)->tuple:
@@ -177,26 +178,31 @@ class OneCycle(StatefulSchedulerBase):
             if n <= ph[0]: break
         pct = (n - ph[1]) / ph[2] if ph[2] else 1.
         s = pct if self._linear else cos_shape(pct)
-        pgs = self.optimizer.param_groups
-        if self._tensor:  # a group holds its lr as a tensor: written in place
+        pgs,mab = self.optimizer.param_groups,ph[4]
+        if self._plain == 'beta1':  # the usual cases, numbers in the groups: one pass writes lr and momentum
+            m = mab[0] + mab[1] * s
+            for pg,(a,b) in zip(pgs, ph[3]): pg['lr'] = a + b * s; pg['betas'] = (m, pg['betas'][1])
+        elif self._plain == 'momentum':
+            m = mab[0] + mab[1] * s
+            for pg,(a,b) in zip(pgs, ph[3]): pg['lr'] = a + b * s; pg['momentum'] = m
+        else:  # a tensor lr or momentum (written in place), or no momentum cycling: the setters
             for pg,(a,b) in zip(pgs, ph[3]): self._set(pg, a + b * s)
-        else:
-            for pg,(a,b) in zip(pgs, ph[3]): pg['lr'] = a + b * s
-        mab = ph[4]
-        if mab is not None:
-            m,st = mab[0] + mab[1] * s,self._mset
-            for pg in pgs: st(pg, m)
+            if mab is not None:
+                m,st = mab[0] + mab[1] * s,self._mset
+                for pg in pgs: st(pg, m)
 
     def state_dict(self)->dict:
         "Everything but the optimizer and the setter function (save the optimizer's state_dict beside it)."
         d = super().state_dict()
-        d.pop('_mset', None)
+        d.pop('_mset', None); d.pop('_plain', None)  # built again from this optimizer's groups
         return d
 
     def load_state_dict(self, state_dict:dict):
         "Restore a saved state; the groups get the restored count's values at once (see `SchedulerBase`)."
-        mf = state_dict['_mfield'] if state_dict.get('moms') else None
-        self._mset = field_setter(mf, _has_tensor(self.optimizer.param_groups, mf)) if mf else None
+        pgs,mf = self.optimizer.param_groups,(state_dict['_mfield'] if state_dict.get('moms') else None)
+        mtensor = bool(mf) and _has_tensor(pgs, mf)
+        self._mset = field_setter(mf, mtensor) if mf else None
+        self._plain = mf if mf and not (mtensor or _has_tensor(pgs, 'lr')) else None
         super().load_state_dict(state_dict)
 
 # %% ../nbs/06_sched.ipynb #bcf32c16

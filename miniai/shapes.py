@@ -7,13 +7,13 @@ __all__ = ['SHAPES', 'cos_shape', 'linear_shape', 'poly_shape', 'rex_shape', 'sq
            'anneal_linear', 'anneal_poly', 'anneal_exp']
 
 # %% ../nbs/05a_shapes.ipynb #f5faf3eb
-import math
+from math import cos, pi, sqrt  # plain names: a shape runs once per optimizer update
 
 # %% ../nbs/05a_shapes.ipynb #81beeddb
 def cos_shape(p:float # the fraction of the phase done, in [0, 1]
              )->float:
     "Half a cosine: the fraction left is `(1 + cos(pi*p))/2` (1 at p=0, 0 at p=1, flat at both ends)."
-    return (1 + math.cos(math.pi*p))/2
+    return (1 + cos(pi*p))/2
 
 def linear_shape(p:float)->float:
     "A straight line: `1 - p` left."
@@ -29,7 +29,7 @@ def rex_shape(p:float)->float:
 
 def sqrt_shape(p:float)->float:
     "1-sqrt: `1 - sqrt(p)` left (a fast start, then slow: WSD's default decay)."
-    return 1 - math.sqrt(p)
+    return 1 - sqrt(p)
 
 def square_shape(p:float)->float:
     "1-square: `1 - p*p` left (slow at first, fast at the end)."

@@ -581,3 +581,38 @@ def test_state_of_another_model_is_refused_before_anything_changes():
         bias_free.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=sd)])
     old = deepcopy(sd); del old['fit']['params']  # a state saved before the shapes were recorded: still accepted
     learn.fit(1, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2), state=old)])
+
+
+# ---------------------------------------------------------------- OneCycle's fast write path (issue 18: shapes called, step no slower)
+@pytest.mark.parametrize('opt_func,kw', [(optim.AdamW, {}), (optim.SGD, {'momentum': 0.9})])
+def test_onecycle_fast_path_equals_setters(opt_func, kw):
+    "Number groups take the one-pass write, tensor groups the setters: the same values, tensors kept in place."
+    a = dummy_opt((1e-2, 3e-3), opt_func, **kw)
+    b = opt_func([{'params': [nn.Parameter(torch.zeros(1))], 'lr': torch.tensor(l, dtype=torch.float64)} for l in (1e-2, 3e-3)], **kw)
+    ts = [pg['lr'] for pg in b.param_groups]
+    sa,sb = OneCycle(a, T_max=30),OneCycle(b, T_max=30)
+    assert sa._plain in ('beta1', 'momentum') and sb._plain is None
+    for _ in range(32):
+        sa.step(); sb.step()
+        for pa,pb in zip(a.param_groups, b.param_groups):
+            assert math.isclose(pa['lr'], float(pb['lr']), rel_tol=1e-15) and get_field(pa, 'mom') == get_field(pb, 'mom')
+    assert all(pg['lr'] is t for pg,t in zip(b.param_groups, ts))
+
+def test_onecycle_resume_into_tensor_groups_uses_the_setters():
+    "The fast path is chosen for the optimizer the state is loaded into, not saved with the state."
+    a = dummy_opt()
+    sa = OneCycle(a, T_max=20)
+    for _ in range(5): sa.step()
+    b = optim.AdamW([{'params': [nn.Parameter(torch.zeros(1))], 'lr': torch.tensor(1e-2, dtype=torch.float64)}])
+    t = b.param_groups[0]['lr']
+    sb = OneCycle(b, T_max=20); st = sa.state_dict()
+    assert '_plain' not in st and '_mset' not in st
+    sb.load_state_dict(deepcopy(st))
+    assert sb._plain is None and b.param_groups[0]['lr'] is t and float(t) == a.param_groups[0]['lr']
+    sa.step(); sb.step()
+    assert b.param_groups[0]['lr'] is t and math.isclose(float(t), a.param_groups[0]['lr'], rel_tol=1e-15)
+
+def test_onecycle_refuses_a_positional_peak():
+    "OneCycle(opt, 100, 0.) in course code meant 'end near 0'; here it would be a peak of 0: refused with the mapping."
+    with pytest.raises(TypeError, match='keep the lr at 0'): OneCycle(dummy_opt(), 100, 0.)
+    with pytest.raises(TypeError, match=r'OneCycle\(opt, 100, max_lr=\.\.\.\)'): OneCycle(dummy_opt(), 100, 3e-2)
