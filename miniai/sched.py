@@ -482,14 +482,15 @@ class EpochSchedCB(BaseSchedCB):
 
 # %% ../nbs/06_sched.ipynb #985f71b6
 def rec_lr(cb)->float:
-    "The learning rate of the first param group (a float: a tensor lr is copied, not recorded as the tensor itself)."
+    "The learning rate of the param group being recorded, `cb.pg` (a float: a tensor lr is copied, not recorded as the tensor)."
     return float(cb.pg['lr'])
 def rec_mom(cb)->float:
-    "The momentum of the first param group: beta1 for Adam-like optimizers, `momentum` for SGD and RMSprop."
+    "The momentum of the param group being recorded: beta1 for Adam-like optimizers, `momentum` for SGD and RMSprop."
     return float(get_field(cb.pg, 'mom'))
 def rec_wd(cb)->float:
-    "The weight decay of the first param group."
+    "The weight decay of the param group being recorded."
     return float(cb.pg['weight_decay'])
+rec_lr.per_group = rec_mom.per_group = rec_wd.per_group = True  # `RecorderCB` records these for every group
 def rec_loss(cb)->float:
     "The training loss of the batch."
     return cb.learn.loss.item()
@@ -520,40 +521,70 @@ def _mark_epochs(ax, epochs:list # the epoch (counted from 0) of each record, as
 class RecorderCB(Callback):
     """Records `fn(cb)` for each `name=fn` after every optimizer update, into `recs[name]`; `plot()` draws them.
 
-    Default (no arguments): `lr=rec_lr, mom=rec_mom`."""
-    def __init__(self, **fns):
+    A function of a param group (`rec_lr`, `rec_mom`, `rec_wd`, or any named in `per_group`) is recorded for every
+    group: `recs[name]` holds group 0's values, `group_recs[name]` one list per group. Default: `lr=rec_lr, mom=rec_mom`."""
+    def __init__(self, per_group=None, # names recorded for every param group (default: those whose function has `per_group`)
+                 **fns):
         "Called once: `fns` are functions of this callback (read `cb.pg`, `cb.learn`) returning a number."
         for k,f in fns.items():
             if not callable(f): raise TypeError(f"{k}={f!r}: must be a function taking the callback and returning a number")
         self.fns = fns or dict(lr=rec_lr, mom=rec_mom)
+        if per_group is None: per_group = [k for k,f in self.fns.items() if getattr(f, 'per_group', False)]
+        per_group = [per_group] if isinstance(per_group, str) else list(per_group)
+        bad = [k for k in per_group if k not in self.fns]
+        if bad: raise ValueError(f"per_group={per_group!r}: {bad} not recorded (this recorder records {list(self.fns)})")
+        self.per_group,self._pg = per_group,None
+        self._start()
+
+    def _start(self):
         self.recs,self.epochs = {k:[] for k in self.fns},[]
+        self._others = {k:[] for k in self.per_group}  # groups 1, 2, ...: one list each, aligned with `recs[k]`
 
     @property
     def pg(self)->dict:
-        "The first param group of the learner's current optimizer."
-        return self.learn.opt.param_groups[0]
+        "The param group being recorded (for a function recorded once per update: the first group of the current optimizer)."
+        return self._pg if self._pg is not None else self.learn.opt.param_groups[0]
+
+    @property
+    def group_recs(self)->dict:
+        "`{name: [values of group 0, values of group 1, ...]}` for the names recorded per group (group 0's is `recs[name]`)."
+        return {k: [self.recs[k], *self._others[k]] for k in self.per_group}
 
     def before_fit(self, learn):
         "Starts empty records for this fit (or the saved ones of a resumed fit, see `load_state_dict`)."
         self.learn = learn
-        self.recs,self.epochs = {k:[] for k in self.fns},[]
+        self._start()
         st,self._resume = getattr(self, '_resume', None),None
-        if st is not None: self.recs,self.epochs = deepcopy(st['recs']),list(st['epochs'])
+        if st is not None:
+            self.recs,self.epochs = deepcopy(st['recs']),list(st['epochs'])
+            self._others.update(deepcopy(st.get('groups', {})))
 
     def state_dict(self)->dict:
-        "A copy of the records so far (for a checkpoint of the fit)."
-        return deepcopy(dict(recs=self.recs, epochs=self.epochs))
+        "A copy of the records so far (for a checkpoint of the fit): group 0's in `recs`, the other groups' in `groups`."
+        return deepcopy(dict(recs=self.recs, epochs=self.epochs, groups=self._others))
     def load_state_dict(self, state_dict:dict):
         "Make the next fit continue these records (applied in its `before_fit`)."
         if set(state_dict['recs']) != set(self.fns):
             raise ValueError(f"RecorderCB.load_state_dict: the saved records are {sorted(state_dict['recs'])}, "
                              f"this recorder records {sorted(self.fns)}")
+        if not set(state_dict.get('groups', {})) <= set(self.per_group):
+            raise ValueError(f"RecorderCB.load_state_dict: the saved records have per-group values of "
+                             f"{sorted(state_dict['groups'])}, this recorder records {sorted(self.per_group)} per group")
         self._resume = state_dict
 
     def after_step(self, learn):
-        "After each optimizer update (not a skipped one): appends every function's value and the epoch."
+        "After each optimizer update (not a skipped one): appends every function's value (per group where asked) and the epoch."
         if not learn.training or learn.step_skipped: return
-        for k,f in self.fns.items(): self.recs[k].append(f(self))
+        pgs = learn.opt.param_groups
+        for k,f in self.fns.items():
+            if k not in self._others: self.recs[k].append(f(self)); continue
+            others = self._others[k]
+            while len(others) < len(pgs) - 1: others.append([None]*len(self.recs[k]))  # a group added since: no values before
+            try:
+                for i,pg in enumerate(pgs):
+                    self._pg = pg
+                    (others[i-1] if i else self.recs[k]).append(f(self))
+            finally: self._pg = None
         self.epochs.append(learn.epoch)
 
     @property
@@ -566,13 +597,17 @@ class RecorderCB(Callback):
              figsize=None, # default: 4.5 inches wide per recorded value, 3.4 high
              log_lr:bool=False # log scale for the 'lr' plot
             )->Fig:
-        """Called after a fit: one plot per recorded value side by side, against the optimizer update, with the epochs
-        marked (dotted lines, numbered from 1 on the top axis). Returns the `Fig`; changes nothing."""
+        """Called after a fit: one figure, one plot per recorded value side by side (a line per param group, labelled,
+        for the values recorded per group), against the optimizer update, with the epochs marked (dotted lines,
+        numbered from 1 on the top axis). Returns the `Fig`; changes nothing."""
         keys = list(self.recs)
         fig = Fig(figsize=figsize or (4.5 * len(keys), 3.4))
         axs = fig.subplots(1, len(keys), squeeze=False)[0]
         for ax,k in zip(axs, keys):
-            ax.plot(self.recs[k])
+            lines = [self.recs[k], *self._others.get(k, [])]
+            for g,v in enumerate(lines):
+                ax.plot([math.nan if x is None else x for x in v], label=f'group {g}')
+            if len(lines) > 1: ax.legend(fontsize='small')
             _mark_epochs(ax, self.epochs)
             ax.set_title(_LABELS.get(k, k)); ax.set_xlabel('optimizer update'); ax.set_ylabel(k)
             if log_lr and k == 'lr': ax.set_yscale('log')

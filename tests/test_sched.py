@@ -616,3 +616,62 @@ def test_onecycle_refuses_a_positional_peak():
     "OneCycle(opt, 100, 0.) in course code meant 'end near 0'; here it would be a peak of 0: refused with the mapping."
     with pytest.raises(TypeError, match='keep the lr at 0'): OneCycle(dummy_opt(), 100, 0.)
     with pytest.raises(TypeError, match=r'OneCycle\(opt, 100, max_lr=\.\.\.\)'): OneCycle(dummy_opt(), 100, 3e-2)
+
+
+# ---------------------------------------------------------------- RecorderCB per param group (issue 19: layer-wise groups were invisible)
+def _two_groups(params, lr):
+    "Two param groups of a Linear(4, 1): the weight at lr/10, the bias at lr."
+    ps = list(params)
+    return optim.AdamW([{'params': ps[:1], 'lr': lr/10}, {'params': ps[1:], 'lr': lr}])
+
+def _group_learner(cbs):
+    "`tiny_learner` with the two param groups of `_two_groups`."
+    torch.manual_seed(0)
+    return TrainLearner(nn.Linear(4, 1), tiny_dls(), F.mse_loss, lr=1e-2, cbs=list(cbs), opt_func=_two_groups)
+
+def test_recorder_records_every_group():
+    "lr and momentum of each group are that group's OneCycle values; the loss is recorded once; recs keeps group 0."
+    rec = RecorderCB(lr=rec_lr, mom=rec_mom, wd=rec_wd, loss=rec_loss)
+    learn = _group_learner([BatchSchedCB(OneCycle), rec]); learn.fit(2)
+    assert rec.per_group == ['lr', 'mom', 'wd'] and set(rec.group_recs) == {'lr', 'mom', 'wd'}
+    opt = dummy_opt((1e-3, 1e-2)); lrs,moms = trace(opt, OneCycle(opt, T_max=16), 16)
+    assert rec.group_recs['lr'] == [[v[0] for v in lrs], [v[1] for v in lrs]]
+    assert rec.group_recs['mom'] == [[v[0] for v in moms], [v[1] for v in moms]]
+    assert rec.recs['lr'] == rec.group_recs['lr'][0] and rec.group_recs['lr'][1][0] == pytest.approx(1e-2/25)
+    assert len(rec.recs['loss']) == 16 and 'loss' not in rec.group_recs
+
+def test_recorder_per_group_is_explicit_for_other_functions():
+    "A function of your own is recorded once unless named in per_group; a name it does not record is refused at construction."
+    top = lambda cb: float(cb.pg['lr'])
+    once,each = RecorderCB(x=top),RecorderCB(per_group='x', x=top)
+    _group_learner([BatchSchedCB(OneCycle), once, each]).fit(1)
+    assert once.group_recs == {} and len(each.group_recs['x']) == 2 and each.group_recs['x'][0] == once.recs['x']
+    assert each.group_recs['x'][1] != each.group_recs['x'][0]
+    with pytest.raises(ValueError, match=r"per_group=\['y'\]: \['y'\] not recorded"): RecorderCB(per_group=['y'], x=top)
+
+def test_recorder_per_group_resumes():
+    "The other groups' records go into the state and come back; an older state without them still loads (group 0 only)."
+    full = RecorderCB(); _group_learner([BatchSchedCB(OneCycle), full]).fit(2)
+    class Stop(Callback):
+        def after_batch(self, learn):
+            if learn.training and learn.iter == 4 and learn.epoch == 1: raise CancelFitException()
+    rec = RecorderCB(); learn = _group_learner([BatchSchedCB(OneCycle), rec, Stop()]); learn.fit(2)
+    st = rec.state_dict()
+    assert 8 < len(st['recs']['lr']) < 16  # stopped in the second epoch
+    assert len(st['groups']['lr']) == 1 and st['groups']['lr'][0] == full.group_recs['lr'][1][:len(st['recs']['lr'])]
+    rec2 = RecorderCB(); rec2.load_state_dict(deepcopy(st)); rec2.before_fit(learn)
+    assert rec2.group_recs == rec.group_recs
+    old = {k: v for k,v in st.items() if k != 'groups'}
+    rec3 = RecorderCB(); rec3.load_state_dict(deepcopy(old)); rec3.before_fit(learn)
+    assert rec3.recs == rec.recs and rec3.group_recs['lr'] == [rec.recs['lr']]
+    with pytest.raises(ValueError, match='per-group values'): RecorderCB(per_group=[]).load_state_dict(deepcopy(st))
+
+def test_recorder_plot_is_one_figure_with_a_line_per_group():
+    rec = RecorderCB(lr=rec_lr, loss=rec_loss)
+    _group_learner([BatchSchedCB(OneCycle), rec]).fit(2)
+    fig = rec.plot()
+    assert isinstance(fig, Figure) and len([a for a in fig.axes if a.get_title()]) == 2
+    lr_ax,loss_ax = fig.axes[0],fig.axes[2] if len(fig.axes) > 2 else fig.axes[1]
+    labels = [l.get_label() for l in lr_ax.lines if l.get_label().startswith('group')]
+    assert labels == ['group 0', 'group 1'] and [t.get_text() for t in lr_ax.get_legend().texts] == labels
+    assert list(lr_ax.lines[1].get_ydata()) == rec.group_recs['lr'][1]
