@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs',
-           'default_device', 'to_device', 'to_cpu', 'rng_state', 'set_rng_state', 'load_checkpoint', 'GradAccumCB',
-           'Learner', 'no_scaler', 'scaler_step', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'DeviceCB', 'MetricsCB',
-           'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
-           'plot_lr_find', 'lr_find_cbs', 'lr_find', 'ThreadGuardCB']
+           'default_device', 'to_device', 'to_cpu', 'ThreadGuardCB', 'rng_state', 'set_rng_state', 'load_checkpoint',
+           'GradAccumCB', 'Learner', 'no_scaler', 'scaler_step', 'compute_loss', 'TrainCB', 'TrainLearner',
+           'MomentumLearner', 'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB',
+           'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find']
 
 # %% ../nbs/02_learner.ipynb #dd13518b
-import math, random, signal, sys, threading, time
+import math, random, signal, sys, threading, time, warnings
 from copy import deepcopy
 from functools import partial
 from operator import attrgetter
@@ -27,6 +27,7 @@ from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from torcheval.metrics import Mean
 
+from .groups import NORM_TYPES, _lrs
 from .core import short_repr, check_num, check_bool, Fig
 from .safefile import CheckpointError, save_state, load_state
 
@@ -77,6 +78,55 @@ def to_cpu(x):
     if isinstance(x, (list, tuple)): return type(x)(to_cpu(o) for o in x)
     res = x.detach().cpu()
     return res.float() if res.dtype in (torch.float16, torch.bfloat16) else res
+
+# %% ../nbs/02_learner.ipynb #c1a0b7f2
+class ThreadGuardCB(Callback):
+    """Drops torch to one intra-op thread for the rest of the fit when, with more than one, `patience` training batches
+    in a row take over `factor` x the median batch time (and `min_extra` seconds more): the cores are shared and the
+    threads are waiting on each other. Called around every training batch; changes `torch.set_num_threads`, says so
+    in one line on stderr, and puts the thread count back when the fit ends (`restore`). Every `Learner` fit has one
+    unless `Learner(..., thread_guard=False)`."""
+    def __init__(self, factor:float=4., # a batch this many times slower than the median counts as slow
+                 patience:int=3, # slow batches in a row before dropping to one thread
+                 warmup:int=5, # batches timed before the median is trusted
+                 min_extra:float=0.01, # a slow batch also takes this many seconds more than the median (tiny batches jitter)
+                 restore:bool=True, # put the thread count back when the fit ends
+                 hint:str='', # appended to the printed line (how to turn the guard off)
+                 clock=time.perf_counter # the clock batches are timed with (a test passes a fake one)
+                ):
+        "Called once: checks and stores the settings."
+        self.factor = check_num('factor', factor, lo=1, lo_open=True)
+        self.patience,self.warmup = check_num('patience', patience, lo=1, integer=True),check_num('warmup', warmup, lo=1, integer=True)
+        self.min_extra,self.restore = check_num('min_extra', min_extra, lo=0),check_bool('restore', restore)
+        if not callable(clock): raise TypeError(f"clock={short_repr(clock)}: must be a function returning seconds, like time.perf_counter")
+        self.hint,self.clock,self.dropped = str(hint),clock,False
+    def before_fit(self, learn):
+        "Starts timing afresh (the median over the last 50 normal batches: a fixed cost per batch); notes the thread count."
+        self.times,self.slow,self.t,self.dropped,self.threads = deque(maxlen=50),0,None,False,torch.get_num_threads()
+    def before_batch(self, learn):
+        "Starts the batch's clock (training batches only)."
+        self.t = self.clock() if learn.training else None
+    def after_batch(self, learn):
+        "Compares the batch's time with the median so far; drops to one thread after `patience` slow ones."
+        if self.t is None or self.dropped or torch.get_num_threads() == 1: return
+        dt = self.clock() - self.t
+        med = sorted(self.times)[len(self.times)//2] if len(self.times) >= self.warmup else None
+        if med is not None and dt > self.factor * med and dt > med + self.min_extra:
+            self.slow += 1
+            if self.slow >= self.patience:
+                n = torch.get_num_threads()
+                torch.set_num_threads(1); self.dropped = True
+                print(f"miniai: training batches became {dt / med:.0f}x slower on {n} threads: the cores are shared; using "
+                      f"1 thread {'until this fit ends' if self.restore else 'from now on'}{self.hint}", file=sys.stderr, flush=True)
+            return
+        self.slow = 0
+        self.times.append(dt)
+    def cleanup_fit(self, learn):
+        "Puts the thread count back (`restore`), also when the fit stopped on an error."
+        if self.dropped and self.restore: torch.set_num_threads(self.threads)
+
+_GUARD_HINT = " (Learner(..., thread_guard=False) turns this off)"
+
 
 # %% ../nbs/02_learner.ipynb #c1a0b7e1
 def rng_state()->dict:
@@ -155,18 +205,23 @@ class Learner:
                  loss_func=F.mse_loss, # `loss_func(preds, *targets)`
                  lr:float=0.1, # default learning rate of each `fit`
                  cbs=None, # callbacks used by every fit
-                 opt_func=optim.SGD # `opt_func(params, lr)` builds the optimizer at the start of each fit
+                 opt_func=optim.SGD, # `opt_func(params, lr)` builds the optimizer at the start of each fit
+                 *, thread_guard=True, # True: every fit watches for shared cores (`ThreadGuardCB`); False: off; or your ThreadGuardCB
+                 metrics=None # fastai's habit: torcheval metrics (a list, or a dict by name), added as a `MetricsCB`
                 ):
         "Called once: checks and stores its arguments; nothing is built until `fit`."
+        _check_order(model, dls)
         lr = _check_lr(lr)
         cbs = L(cbs)
         _check_cbs(cbs, 'cbs')
+        if metrics is not None: cbs = cbs + [_metrics_cb(metrics, cbs)]
         _check_dls(dls)
         if not isinstance(model, nn.Module): raise TypeError(f"model={model!r}: must be a torch nn.Module")
         for nm,f in (('loss_func', loss_func), ('opt_func', opt_func)):
             if not callable(f) or isinstance(f, type) and not (issubclass(f, (optim.Optimizer, nn.Module)) or callable(getattr(f, 'step', None))):
                 raise TypeError(f"{nm}={f!r}: must be a function or class, e.g. F.cross_entropy / optim.AdamW (an optimizer class has a `step`)")
-        store_attr()
+        self.thread_guard = _check_guard(thread_guard)
+        store_attr(but='thread_guard,metrics')
         self.opt,self.training,self.n_updates,self.step_skipped,self._hooks = None,False,0,False,None
         self.accum,self.n_epochs,self.update_now,self.pos,self.mid_batch,self.resuming = 1,0,True,None,False,False
         self.scaler = no_scaler()
@@ -213,6 +268,7 @@ class Learner:
                 if args: raise TypeError(_PREDICT_MSG if name == 'predict' else f"{name}() is a training step: it takes no arguments")
                 return self.callback(name)
             return step
+        if name in _FASTAI_NAMES: raise AttributeError(f"learn.{name}: " + _FASTAI_NAMES[name])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _after(self, nm:str):
@@ -310,6 +366,9 @@ class Learner:
         every stateful callback, grad scaler, counts, data order and random generators are restored, so that the
         finished run is the one an uninterrupted fit would have given. A checkpoint of a different fit is refused."""
         n_epochs = check_num('n_epochs', n_epochs, lo=0, hi=2**53, integer=True)
+        if isinstance(train, (int, float)) and not isinstance(train, bool):  # fastai's fit(n_epoch, lr)
+            raise TypeError(f"fit({n_epochs}, {train!r}): the second argument is `train`; "
+                            f"for the learning rate write fit({n_epochs}, lr={train!r})")
         train,valid = check_bool('train', train),check_bool('valid', valid)
         if lr is not None: lr = _check_lr(lr)
         for nm,flag in (('train', train), ('valid', valid)):
@@ -319,6 +378,8 @@ class Learner:
         state = load_checkpoint(resume) if isinstance(resume, (str, Path)) else resume
         cbs = L(cbs)
         _check_cbs(cbs, 'fit(cbs=...)')
+        if self.thread_guard and not any(isinstance(cb, ThreadGuardCB) for cb in self.cbs + cbs):
+            cbs = cbs + [self.thread_guard if isinstance(self.thread_guard, ThreadGuardCB) else ThreadGuardCB(hint=_GUARD_HINT)]
         if train and hasattr(self.dls.train, '__len__') and len(self.dls.train) == 0:
             raise ValueError(f"dls.train ({type(self.dls.train).__name__}) has no batches: there is nothing to train on "
                              f"(an empty data set, or fewer items than one batch with drop_last)")
@@ -340,7 +401,9 @@ class Learner:
                 cb.setup_fit(self); done = setup[:i + 1]
             if self.accum > 1 and train: self.n_batches  # gradient accumulation needs len(dls.train): fail now if absent
             self.resuming = state is not None  # callbacks with saved states check the fit is the same one
-            if state is not None: self._restore_before_setup(state)
+            if state is not None:
+                self._restore_before_setup(state)
+                if self.pos[0] >= n_epochs: _warn_complete(resume, n_epochs)
             self._index_hooks()
             self._with_cbs('fit', partial(self._fit, train, valid), CancelFitException)
         finally:
@@ -383,6 +446,53 @@ def _check_dls(dls):
         if hasattr(dls, nm) and not hasattr(getattr(dls, nm), '__iter__'):
             raise TypeError(f"dls.{nm}={short_repr(getattr(dls, nm))}: must be an iterable of batches (a DataLoader, MemoryDL, list...)")
 
+def _check_order(model, dls):
+    "fastai's order `Learner(dls, model)` (a model where the loaders go, or loaders where the model goes), refused with the fix."
+    if isinstance(dls, nn.Module) or not isinstance(model, nn.Module) and hasattr(model, 'train') and hasattr(model, 'valid'):
+        raise TypeError(f"Learner(model, dls, ...): the model comes first (got {type(model).__name__} then {type(dls).__name__}); "
+                        f"fastai's order is Learner(dls, model), miniai keeps the course's")
+
+def _check_guard(g):
+    "`thread_guard`: True, False or a `ThreadGuardCB`."
+    if isinstance(g, bool) or isinstance(g, ThreadGuardCB): return g
+    raise TypeError(f"thread_guard={short_repr(g)}: must be True, False or a ThreadGuardCB(...)")
+
+def _metrics_cb(metrics, cbs):
+    "fastai's `Learner(..., metrics=[...])`: torcheval metrics as one `MetricsCB` (refused beside a MetricsCB in `cbs`)."
+    if any(isinstance(cb, MetricsCB) for cb in cbs):
+        raise ValueError("metrics=... and a MetricsCB in cbs: give the metrics to one of them")
+    ms = metrics if isinstance(metrics, Mapping) else {type(m).__name__: m for m in (metrics if isinstance(metrics, (list, tuple)) else [metrics])}
+    bad = [m for m in ms.values() if not all(callable(getattr(m, a, None)) for a in ('update', 'compute', 'reset'))]
+    if bad:
+        raise TypeError(f"metrics={short_repr(metrics)}: {short_repr(bad[0], 40)} is not a torcheval metric. fastai's metrics are "
+                        f"functions (accuracy, error_rate); miniai's are torcheval Metric objects: metrics=[MulticlassAccuracy()] "
+                        f"or cbs=[MetricsCB(accuracy=MulticlassAccuracy())]")
+    return MetricsCB(**ms)
+
+def _warn_complete(resume, n_epochs:int):
+    "A resumed checkpoint whose fit had finished: nothing is left to train; say so instead of returning silently."
+    what = repr(str(resume)) if isinstance(resume, (str, Path)) else 'the given state'
+    warnings.warn(f"resume={what}: the checkpoint's fit is complete ({n_epochs} of {n_epochs} epochs done), so nothing was "
+                  f"trained; the model and callbacks now hold its final state. To train more, start a new fit without resume "
+                  f"(e.g. learn.fit(2))", stacklevel=3)
+
+_FASTAI_NAMES = dict(  # fastai's Learner names that miniai has not, each with the miniai way
+    recorder="miniai has no learn.recorder of its own: add a RecorderCB (rec = RecorderCB(lr=rec_lr); cbs=[rec]) and use "
+             "rec.plot(); the losses and metrics per epoch are in learn.metrics.history (MetricsCB). Importing miniai.recipes "
+             "(or miniai.all) adds learn.recorder",
+    export="miniai has no learn.export(): fastai's pickles the whole learner, and a pickle runs code when it is loaded. Save "
+           "the weights with learn.save('model.pt'); to use them, build the model in code and learn.load('model.pt')",
+    to_fp16="miniai's mixed precision is a callback: cbs=[MixedPrecisionCB('fp16')] (miniai.precision)",
+    to_bf16="miniai's mixed precision is a callback: cbs=[MixedPrecisionCB('bf16')] (miniai.precision)",
+    add_cb="miniai's callbacks are a list: learn.cbs.append(cb), or fit(..., cbs=[cb]) for one fit",
+    add_cbs="miniai's callbacks are a list: learn.cbs += [cb1, cb2], or fit(..., cbs=[...]) for one fit",
+    remove_cb="miniai's callbacks are a list: learn.cbs.remove(cb)",
+    tta="miniai's test-time augmentation is a function: flip_tta(learn) (miniai.augment)",
+    show_results="miniai has no show_results: preds, targs = learn.get_preds(), then plot what you need",
+    path="miniai keeps no learn.path: learn.save, CheckpointCB and SaveBestCB take the file to write",
+    model_dir="miniai keeps no learn.model_dir: learn.save, CheckpointCB and SaveBestCB take the file to write",
+)
+
 def no_scaler():
     "A disabled `torch.amp.GradScaler`: `scale(loss)` is `loss` and `step(opt)` is `opt.step()`. The default `learn.scaler`."
     return torch.amp.GradScaler('cpu', enabled=False)
@@ -404,6 +514,30 @@ def _bad_loss(learn):
            "a tensor without a gradient (not computed from the model's outputs?)")
     raise TypeError(f"loss_func={short_repr(learn.loss_func)} gave {why}: the training loss must be a tensor to backpropagate")
 
+def _desc(t)->str:
+    "A tensor as its shape and dtype, e.g. `(64, 10) float32`; anything else as its type."
+    return f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+def _is_int(t)->bool: return isinstance(t, torch.Tensor) and not (t.is_floating_point() or t.is_complex())
+
+def _loss_error(learn, preds, ys, e=None):
+    "Raise: what `loss_func` was given (shapes, dtypes); class-index targets get the suggestion `F.cross_entropy`."
+    f = getattr(learn.loss_func, '__name__', None) or short_repr(learn.loss_func)
+    got = f"preds {_desc(preds)} and targets {', '.join(map(_desc, ys))}"
+    hint = ("; integer targets are class indices: pass loss_func=F.cross_entropy for classification (the Learner's default, "
+            "F.mse_loss, is the course's, for regression)") if any(map(_is_int, ys)) and learn.loss_func not in (F.cross_entropy, F.nll_loss) else ""
+    if e is None: raise TypeError(f"loss_func={f} got {got}{hint}")
+    try: err = type(e)(f"loss_func={f} failed as loss_func(preds, targets) on {got}: {e}{hint}")
+    except Exception: raise e from None  # an exception type that needs more than a message: as it was
+    raise err from e
+
+def compute_loss(learn, preds, *ys):
+    """`learn.loss_func(preds, *ys)`, called by the training steps for every batch. Integer targets meeting `F.mse_loss`
+    (the default), or a loss that fails, raise at the first batch, naming the shapes, dtypes and the fix."""
+    if learn.loss_func is F.mse_loss and any(map(_is_int, ys)): _loss_error(learn, preds, ys)
+    try: return learn.loss_func(preds, *ys)
+    except (TypeError, RuntimeError, ValueError, IndexError) as e: _loss_error(learn, preds, ys, e)
+
 def _divide_grads(opt, k:int):
     "Divide the accumulated gradients of `opt`'s parameters by `k` (the batches summed into them)."
     gs = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
@@ -414,7 +548,7 @@ class TrainCB(Callback):
     "Provides the five training steps for a plain `Learner`: the first `n_inp` batch items are inputs."
     def __init__(self, n_inp:int=1): self.n_inp = n_inp
     def predict(self, learn): learn.preds = learn.model(*learn.batch[:self.n_inp])
-    def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp:])
+    def get_loss(self, learn): learn.loss = compute_loss(learn, learn.preds, *learn.batch[self.n_inp:])
     def backward(self, learn):
         if not (isinstance(learn.loss, torch.Tensor) and learn.loss.requires_grad): _bad_loss(learn)
         learn.scaler.scale(learn.loss).backward()
@@ -435,9 +569,8 @@ class TrainLearner(Learner):
             raise TypeError(f"dls gave a batch {short_repr(b, 40)} ({type(b).__name__}): TrainLearner needs (x, y) batches")
         self.preds = self.model(b[0])
     def get_loss(self):
-        "Sets `self.loss` from `self.preds` and the targets."
-        try: self.loss = self.loss_func(self.preds, self.batch[1])
-        except TypeError as e: raise TypeError(f"loss_func={short_repr(self.loss_func)} failed as loss_func(preds, targets): {e}") from e
+        "Sets `self.loss` from `self.preds` and the targets (see `compute_loss`: a loss that does not fit them is named)."
+        self.loss = compute_loss(self, self.preds, self.batch[1])
     def backward(self):
         "Backpropagates `self.loss` (through `self.scaler`: scaled under fp16 mixed precision, as is otherwise)."
         if not (isinstance(self.loss, torch.Tensor) and self.loss.requires_grad): _bad_loss(self)
@@ -912,6 +1045,12 @@ def load(self:Learner, path, # a file written by `save`
         self.opt.load_state_dict(st['opt'])
     return self
 
+def _ds(learn, ds_idx)->object:
+    "fastai's `ds_idx`: 0 is `dls.train`, 1 is `dls.valid`."
+    if ds_idx not in (0, 1) or isinstance(ds_idx, bool):
+        raise ValueError(f"ds_idx={ds_idx!r}: must be 0 (dls.train) or 1 (dls.valid)")
+    return learn.dls.train if ds_idx == 0 else learn.dls.valid
+
 def _model_device(model)->torch.device:
     p = next(iter(model.parameters()), None)
     return torch.device('cpu') if p is None else p.device
@@ -929,11 +1068,13 @@ def predict_batch(self:Learner, x # a batch of inputs (a tensor, or a tuple of t
     finally: self.model.train(was)
 
 @patch
-def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; default `dls.valid`
-              n_inp:int=1 # how many leading items of a tuple batch are inputs
+def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; default `dls.valid` (an int: `ds_idx`)
+              n_inp:int=1, # how many leading items of a tuple batch are inputs
+              ds_idx:int=1 # fastai's numbering, when `dl` is None: 0 is `dls.train`, 1 `dls.valid`
              )->tuple:
     "`(preds, targets)` for every batch of `dl`, concatenated on the CPU; targets are None when batches have none."
-    dl = self.dls.valid if dl is None else dl
+    if isinstance(dl, int) and not isinstance(dl, bool): dl,ds_idx = None,dl  # fastai's get_preds(0)
+    dl = _ds(self, ds_idx) if dl is None else dl
     preds,targs = [],[]
     for b in dl:
         xs,ys = (b[:n_inp], b[n_inp:]) if isinstance(b, (tuple, list)) else ((b,), ())
@@ -942,36 +1083,144 @@ def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; d
     if not preds: raise ValueError("get_preds: the loader gave no batches")
     return torch.cat(preds), (torch.cat(targs) if targs else None)
 
-# %% ../nbs/02_learner.ipynb #c1a0b7f2
-class ThreadGuardCB(Callback):
-    """Drops torch to one intra-op thread for the rest of the fit when, with more than one, `patience` training batches
-    in a row take over `factor` x the median batch time: the cores are shared and the threads are waiting on each other.
-    Called after every training batch; changes `torch.set_num_threads` and says so on stderr."""
-    def __init__(self, factor:float=4., # a batch this many times slower than the median counts as slow
-                 patience:int=3, # slow batches in a row before dropping to one thread
-                 warmup:int=5 # batches timed before the median is trusted
-                ):
-        "Called once: checks and stores the settings."
-        self.factor = check_num('factor', factor, lo=1, lo_open=True)
-        self.patience,self.warmup = check_num('patience', patience, lo=1, integer=True),check_num('warmup', warmup, lo=1, integer=True)
-        self.dropped = False
-    def before_fit(self, learn):
-        "Starts timing afresh: the median is taken over the last 50 normal batches (a fixed cost per batch)."
-        self.times,self.slow,self.t = deque(maxlen=50),0,None
-    def before_batch(self, learn):
-        "Starts the batch's clock (training batches only)."
-        self.t = time.perf_counter() if learn.training else None
-    def after_batch(self, learn):
-        "Compares the batch's time with the median so far; drops to one thread after `patience` slow ones."
-        if self.t is None or torch.get_num_threads() == 1: return
-        dt = time.perf_counter() - self.t
-        med = sorted(self.times)[len(self.times)//2] if len(self.times) >= self.warmup else None
-        if med is not None and dt > self.factor * med:
-            self.slow += 1
-            if self.slow >= self.patience:
-                torch.set_num_threads(1); self.dropped = True
-                print(f"miniai: training batches became {dt / med:.0f}x slower: the cores are shared; using 1 thread "
-                      f"from now on (set --threads to choose)", file=sys.stderr, flush=True)
-            return
-        self.slow = 0
-        self.times.append(dt)
+# %% ../nbs/02_learner.ipynb #985e1c49
+@patch
+def validate(self:Learner, ds_idx:int=1, # fastai's numbering: 1 is `dls.valid`, 0 `dls.train`
+             dl=None, # or these batches
+             cbs=None # callbacks for this pass only
+            )->dict:
+    """fastai's `validate`: one validation pass over `dl`, through the callbacks that keep no fit state (`lr_find_cbs`:
+    device, batch transforms), returning `{'valid_loss': ..., <metric>: ...}` with the metrics of the learner's
+    `MetricsCB`. Changes nothing else: optimizer, counts, random generators and callbacks are as they were."""
+    dl = _ds(self, ds_idx) if dl is None else dl
+    mcb = next((cb for cb in self.cbs if isinstance(cb, MetricsCB)), None)
+    tmp = MetricsCB(**(deepcopy(mcb.metrics) if mcb is not None else {}))
+    tmp._log = lambda row: None
+    keep = [cb for cb in lr_find_cbs(self.cbs) if not isinstance(cb, (MetricsCB, ProgressCB))]
+    saved = {k: self.__dict__[k] for k in _FIT_ATTRS + ('opt', 'dls', 'metrics') if k in self.__dict__}
+    rng,cbs0,was = rng_state(),self.cbs,self.model.training
+    self.cbs,self.dls = L(keep),_Loaders(getattr(self.dls, 'train', None), dl)
+    try: self.fit(1, train=False, cbs=[tmp, *L(cbs)])
+    finally:
+        self.cbs = cbs0
+        if 'metrics' not in saved: self.__dict__.pop('metrics', None)
+        self.__dict__.update(saved)
+        set_rng_state(rng); self.model.train(was)
+    return {k:v for k,v in (tmp.history[-1] if tmp.history else {}).items() if k not in ('epoch', 'time')}
+
+class _Loaders(NamedTuple):
+    "A `train` and a `valid` loader (`validate` swaps in the one it runs)."
+    train: object
+    valid: object
+
+def _layer_of(pgs)->list:
+    """For each param group, the index of its layer group: a group without weight decay right after a decayed one
+    with the same lr is that layer group's other half (as `miniai.groups.param_groups` lays them out)."""
+    res,prev = [],None
+    for g in pgs:
+        half = prev is not None and g.get('weight_decay', 0) == 0 and prev.get('weight_decay', 0) > 0 and g.get('lr') == prev.get('lr')
+        res.append(res[-1] if half else (res[-1] + 1 if res else 0))
+        prev = None if half else g
+    return res
+
+@patch
+def layer_groups(self:Learner)->list:
+    "The model's parameters by layer group, input side first, from the param groups `opt_func` builds (a probe optimizer, not kept)."
+    pgs = self._make_opt(self.lr).param_groups
+    res = [[] for _ in set(_layer_of(pgs))]
+    for i,g in zip(_layer_of(pgs), pgs): res[i] += list(g['params'])
+    return res
+
+@patch
+def freeze_to(self:Learner, n:int, # the layer groups before group `n` stop training (negative: from the end)
+              train_bn:bool=True # normalization layers' parameters train on (fastai's default)
+             ):
+    """fastai's `freeze_to`: the parameters of the layer groups before `n` get `requires_grad=False`, the others True.
+    Called before a fit (each fit builds its optimizer, which skips parameters without a gradient); returns the learner."""
+    groups = self.layer_groups()
+    k = len(groups)
+    n = check_num('n', n, lo=-k, hi=k, integer=True, what=f'an int from {-k} to {k} (the model has {k} layer groups)')
+    n = n % k if n < 0 else n
+    norm = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+    keep = norm if check_bool('train_bn', train_bn) else set()
+    for i,ps in enumerate(groups):
+        for p in ps: p.requires_grad_(i >= n or id(p) in keep)
+    return self
+
+@patch
+def freeze(self:Learner, train_bn:bool=True # normalization layers train on
+          ):
+    "fastai's `freeze`: only the last layer group (and normalization layers) trains. Needs two layer groups at least."
+    k = len(self.layer_groups())
+    if k < 2:
+        raise ValueError(f"freeze(): opt_func builds {k} layer group, so there is no body to freeze apart from a head: give "
+                         f"the Learner layer groups, e.g. opt_func=group_opt_func(model, torch.optim.AdamW, n_groups=2) "
+                         f"(miniai.groups), or set p.requires_grad_(False) on the parameters to freeze")
+    return self.freeze_to(-1, train_bn)
+
+@patch
+def unfreeze(self:Learner):
+    "fastai's `unfreeze`: every parameter trains again (`requires_grad=True`)."
+    for p in self.model.parameters(): p.requires_grad_(True)
+    return self
+
+@patch
+def _group_lrs(self:Learner, lr)->list:
+    "One lr per param group from `lr` given per layer group (a number, a list, or a slice as fastai's)."
+    idx = _layer_of(self._make_opt(self.lr).param_groups)
+    lrs = _lrs(lr, idx[-1] + 1)
+    return [lrs[i] for i in idx]
+
+@patch
+def fine_tune(self:Learner, epochs:int, # epochs of the whole model, after the frozen ones
+              base_lr:float=2e-3, # the last group's peak lr while frozen; half of it after
+              freeze_epochs:int=1, # epochs with only the last layer group training
+              lr_mult:float=100, # after unfreezing, the first layer group's peak lr is the last's / lr_mult
+              pct_start:float=0.3, # warmup fraction of the unfrozen `fit_one_cycle`
+              div:float=5.0, # its lr starts at peak/div
+              **kwargs # passed to both `fit_one_cycle`s (cbs, wd, moms, ...)
+             ):
+    """fastai's `fine_tune`: `freeze()`, `fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99)`, `unfreeze()`,
+    `fit_one_cycle(epochs, slice(base_lr/2/lr_mult, base_lr/2), pct_start=pct_start, div=div)`, an lr per layer group.
+    Needs two layer groups (see `freeze`). Changes the model, `learn.opt`; every parameter trains at the end."""
+    import miniai.recipes  # defines Learner.fit_one_cycle; it builds on this module, so it is imported when needed
+    from miniai.learner import Learner as _Learner
+    fit_one_cycle = _Learner.fit_one_cycle
+    epochs,freeze_epochs = check_num('epochs', epochs, lo=0, integer=True),check_num('freeze_epochs', freeze_epochs, lo=0, integer=True)
+    base_lr,lr_mult = _check_lr(base_lr),check_num('lr_mult', lr_mult, lo=1)
+    self.freeze()
+    try:
+        if freeze_epochs: fit_one_cycle(self, freeze_epochs, self._group_lrs(slice(base_lr)), pct_start=0.99, **kwargs)
+    finally: self.unfreeze()
+    base_lr /= 2
+    fit_one_cycle(self, epochs, self._group_lrs(slice(base_lr/lr_mult, base_lr)), pct_start=pct_start, div=div, **kwargs)
+
+class _Text(str):
+    "A string that a notebook shows as itself (a table), not as its repr."
+    def __repr__(self): return str(self)
+
+@patch
+def summary(self:Learner)->str:
+    """fastai's `summary`: each leaf layer's output shape and parameter count on one training batch (`predict_batch`:
+    eval mode, no gradients), and the totals. Changes nothing (the random generators are put back)."""
+    rng = rng_state()
+    try: b = next(iter(self.dls.train))
+    finally: set_rng_state(rng)
+    rows = []
+    def hook(m, i, o):
+        ps = list(m.parameters(recurse=False))
+        rows.append((type(m).__name__, str(list(o.shape)) if isinstance(o, torch.Tensor) else type(o).__name__,
+                     sum(p.numel() for p in ps), 'yes' if any(p.requires_grad for p in ps) else ('no' if ps else '')))
+    hs = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
+    try: self.predict_batch(b[0] if isinstance(b, (tuple, list)) else b)
+    finally:
+        for h in hs: h.remove()
+    ps = list(self.model.parameters())
+    w = max([len(r[0]) for r in rows] + [5]), max([len(r[1]) for r in rows] + [12])
+    lines = [f"{'layer':{w[0]}}  {'output shape':{w[1]}}  {'params':>10}  trainable"]
+    lines += [f"{a:{w[0]}}  {s:{w[1]}}  {n:>10,}  {t}" for a,s,n,t in rows]
+    lines += [f"{type(self.model).__name__}: {sum(p.numel() for p in ps):,} parameters, "
+              f"{sum(p.numel() for p in ps if p.requires_grad):,} trainable; optimizer {type(self._make_opt(self.lr)).__name__}, "
+              f"loss {getattr(self.loss_func, '__name__', short_repr(self.loss_func, 40))}"]
+    return _Text('\n'.join(lines))
+
