@@ -584,9 +584,10 @@ class TrainLearner(Learner):
 
 class MomentumLearner(TrainLearner):
     "A `TrainLearner` that keeps `mom` times the gradients instead of zeroing them (momentum without the optimizer)."
-    def __init__(self, model, dls, loss_func, lr=0.1, cbs=None, opt_func=optim.SGD, mom:float=0.85):
+    def __init__(self, model, dls, loss_func, lr=0.1, cbs=None, opt_func=optim.SGD, mom:float=0.85, **kwargs):
+        "Called once: checks `mom`; the rest (`thread_guard`, `metrics` too) as `Learner`'s."
         self.mom = check_num('mom', mom, lo=0, hi=1, hi_open=True, what='a number in [0, 1) (the fraction of the gradients kept)')
-        super().__init__(model, dls, loss_func, lr, cbs, opt_func)
+        super().__init__(model, dls, loss_func, lr, cbs, opt_func, **kwargs)
     def zero_grad(self):
         "Scales the gradients by `mom`."
         with torch.no_grad():
@@ -1049,7 +1050,9 @@ def _ds(learn, ds_idx)->object:
     "fastai's `ds_idx`: 0 is `dls.train`, 1 is `dls.valid`."
     if ds_idx not in (0, 1) or isinstance(ds_idx, bool):
         raise ValueError(f"ds_idx={ds_idx!r}: must be 0 (dls.train) or 1 (dls.valid)")
-    return learn.dls.train if ds_idx == 0 else learn.dls.valid
+    nm = ('train', 'valid')[ds_idx]
+    if not hasattr(learn.dls, nm): raise ValueError(f"ds_idx={ds_idx}: dls ({type(learn.dls).__name__}) has no .{nm}; pass dl=...")
+    return getattr(learn.dls, nm)
 
 def _model_device(model)->torch.device:
     p = next(iter(model.parameters()), None)

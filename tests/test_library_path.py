@@ -188,6 +188,11 @@ def test_metrics_argument_validate_and_get_preds_ds_idx():
     assert learn.get_preds(ds_idx=0)[0].shape == (256, 2) and learn.get_preds(0)[1].shape == (256,)
     assert learn.get_preds()[0].shape == (128, 2)
     with pytest.raises(ValueError, match=r"ds_idx=2: must be 0 \(dls.train\) or 1 \(dls.valid\)"): learn.get_preds(ds_idx=2)
+    with pytest.raises(ValueError, match=r"ds_idx=1: dls \(tuple\) has no .valid; pass dl=..."):
+        TrainLearner(nn.Linear(4, 2), (dls.train,), F.cross_entropy).validate()
+    from miniai.learner import MomentumLearner
+    assert any(isinstance(cb, MetricsCB) for cb in MomentumLearner(nn.Linear(4, 2), dls, F.cross_entropy, metrics=[MulticlassAccuracy()],
+                                                                   thread_guard=False).cbs)
     with pytest.raises(TypeError, match="not a torcheval metric. fastai's metrics are functions"):
         TrainLearner(nn.Linear(4, 2), dls, F.cross_entropy, metrics=[lambda p, t: (p.argmax(1) == t).float().mean()])
     with pytest.raises(ValueError, match='metrics=... and a MetricsCB in cbs'):
