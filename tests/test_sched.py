@@ -675,3 +675,9 @@ def test_recorder_plot_is_one_figure_with_a_line_per_group():
     labels = [l.get_label() for l in lr_ax.lines if l.get_label().startswith('group')]
     assert labels == ['group 0', 'group 1'] and [t.get_text() for t in lr_ax.get_legend().texts] == labels
     assert list(lr_ax.lines[1].get_ydata()) == rec.group_recs['lr'][1]
+
+def test_driving_names_keep_their_old_import_path():
+    "The callbacks, recorder and previews live in miniai.schedcb; miniai.sched still gives them (and check_T_max, now in schedbase)."
+    import miniai.sched as sched, miniai.schedcb as schedcb, miniai.schedbase as schedbase
+    for nm in schedcb.__all__ + ['_mark_epochs']: assert getattr(sched, nm) is getattr(schedcb, nm), nm
+    assert sched.check_T_max is schedbase.check_T_max and 'BatchSchedCB' not in sched.__all__

@@ -826,7 +826,7 @@ def test_moved_names_keep_their_old_import_path():
 
 def test_no_patched_methods_in_the_schedulers():
     "CosineRestartsSched's methods are in its class body (no fastcore @patch anywhere in the scheduler modules)."
-    for nm in ('schedbase', 'shapes', 'sched', 'warmupdecay', 'schedfamily', 'compat', 'groups'):
+    for nm in ('schedbase', 'shapes', 'sched', 'schedcb', 'warmupdecay', 'schedfamily', 'compat', 'groups'):
         assert '@patch' not in (PKG/f'{nm}.py').read_text(), nm
     for m in ('_F', '_end', '_fit_cycles', 'cos_len', 'cycle_start', '_extend', 'locate', 'get_updated_values'):
         assert m in vars(CosineRestartsSched), m
