@@ -10,7 +10,7 @@ __all__ = ['HOOKS', 'def_device', 'CancelFitException', 'CancelEpochException', 
            'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find']
 
 # %% ../nbs/02_learner.ipynb #dd13518b
-import math, random, signal, sys, threading, time, warnings
+import math, os, random, signal, sys, threading, time, warnings
 from copy import deepcopy
 from functools import partial
 from operator import attrgetter
@@ -81,35 +81,47 @@ def to_cpu(x):
 
 # %% ../nbs/02_learner.ipynb #c1a0b7f2
 class ThreadGuardCB(Callback):
-    """Drops torch to one intra-op thread for the rest of the fit when, with more than one, `patience` training batches
-    in a row take over `factor` x the median batch time (and `min_extra` seconds more): the cores are shared and the
-    threads are waiting on each other. Called around every training batch; changes `torch.set_num_threads`, says so
-    in one line on stderr, and puts the thread count back when the fit ends (`restore`). Every `Learner` fit has one
-    unless `Learner(..., thread_guard=False)`."""
+    """Uses fewer intra-op threads for the rest of the fit when the cores are shared: (1) once the fit's first training
+    batches have run for `check_after` seconds, when other processes left fewer cores free than torch has threads
+    (then as many threads as cores are free, at least one); (2) at any time, when `patience` training batches in a row
+    take over `factor` x the median batch time (and `min_extra` seconds more): then one thread. Called around every
+    training batch; changes `torch.set_num_threads`, says so in one line on stderr, and puts the thread count back when
+    the fit ends (`restore`). Every `Learner` fit has one unless `Learner(..., thread_guard=False)`."""
     def __init__(self, factor:float=4., # a batch this many times slower than the median counts as slow
                  patience:int=3, # slow batches in a row before dropping to one thread
                  warmup:int=5, # batches timed before the median is trusted
                  min_extra:float=0.01, # a slow batch also takes this many seconds more than the median (tiny batches jitter)
                  restore:bool=True, # put the thread count back when the fit ends
                  hint:str='', # appended to the printed line (how to turn the guard off)
-                 clock=time.perf_counter # the clock batches are timed with (a test passes a fake one)
+                 clock=time.perf_counter, # the clock batches are timed with (a test passes a fake one)
+                 check_after:float=0.25, # seconds of training after which the free cores are measured once (None: never)
+                 free_cores=None # `free_cores(since)`: cores left free since the sample `since`; default /proc/stat's (`miniai.cli.idle_cores`)
                 ):
         "Called once: checks and stores the settings."
         self.factor = check_num('factor', factor, lo=1, lo_open=True)
         self.patience,self.warmup = check_num('patience', patience, lo=1, integer=True),check_num('warmup', warmup, lo=1, integer=True)
         self.min_extra,self.restore = check_num('min_extra', min_extra, lo=0),check_bool('restore', restore)
         if not callable(clock): raise TypeError(f"clock={short_repr(clock)}: must be a function returning seconds, like time.perf_counter")
-        self.hint,self.clock,self.dropped = str(hint),clock,False
+        if check_after is not None: check_after = check_num('check_after', check_after, lo=0)
+        if free_cores is not None and not callable(free_cores): raise TypeError(f"free_cores={short_repr(free_cores)}: must be a function")
+        self.hint,self.clock,self.dropped,self.check_after,self.free_cores = str(hint),clock,False,check_after,free_cores
     def before_fit(self, learn):
         "Starts timing afresh (the median over the last 50 normal batches: a fixed cost per batch); notes the thread count."
         self.times,self.slow,self.t,self.dropped,self.threads = deque(maxlen=50),0,None,False,torch.get_num_threads()
+        self.t0,self.since = None,None
+        if self.check_after is not None and self.threads > 1:
+            from miniai.cli import cpu_sample, idle_cores  # /proc/stat readings, as `miniai fit --threads auto` takes them
+            self.since = cpu_sample()
+            if self.free_cores is None: self.free_cores = partial(idle_cores, 0.)
     def before_batch(self, learn):
         "Starts the batch's clock (training batches only)."
         self.t = self.clock() if learn.training else None
     def after_batch(self, learn):
         "Compares the batch's time with the median so far; drops to one thread after `patience` slow ones."
         if self.t is None or self.dropped or torch.get_num_threads() == 1: return
-        dt = self.clock() - self.t
+        now = self.clock()
+        dt = now - self.t
+        if self.since is not None and self._check_free(now - dt): return
         med = sorted(self.times)[len(self.times)//2] if len(self.times) >= self.warmup else None
         if med is not None and dt > self.factor * med and dt > med + self.min_extra:
             self.slow += 1
@@ -121,6 +133,18 @@ class ThreadGuardCB(Callback):
             return
         self.slow = 0
         self.times.append(dt)
+    def _check_free(self, start:float)->bool:
+        "Once `check_after` seconds of training have passed: fewer threads if other processes hold cores. True if it dropped."
+        if self.t0 is None: self.t0 = start
+        if self.clock() - self.t0 < self.check_after: return False
+        n,free,self.since = torch.get_num_threads(),self.free_cores(self.since),None
+        k = max(1, min(n, round(free)))
+        if k < n:
+            torch.set_num_threads(k); self.dropped = True
+            print(f"miniai: other processes are using the cores ({free:.1f} of {os.cpu_count()} free); using {k} "
+                  f"thread{'s' if k > 1 else ''} instead of {n} {'until this fit ends' if self.restore else 'from now on'}"
+                  f"{self.hint}", file=sys.stderr, flush=True)
+        return k < n
     def cleanup_fit(self, learn):
         "Puts the thread count back (`restore`), also when the fit stopped on an error."
         if self.dropped and self.restore: torch.set_num_threads(self.threads)
