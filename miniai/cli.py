@@ -6,7 +6,7 @@
 __all__ = ['PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'cpu_sample', 'idle_cores', 'auto_threads']
 
 # %% ../nbs/08_cli.ipynb #4fd36664
-import argparse, csv, errno, glob, io, math, os, re, secrets, sys, tempfile, time
+import argparse, csv, errno, glob, io, math, os, re, secrets, signal, sys, tempfile, threading, time
 from functools import partial
 from pathlib import Path
 
@@ -314,7 +314,9 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     mirrored images, scored with flip TTA as well. `epochs`, `lr` and `bs` default to the preset's.
 
     `cpu_start`: a `cpu_sample()` from the start of the command, so that `threads='auto'` measures while the imports ran.
-    `run_dir/checkpoint.pt` is written after every epoch and on Ctrl-C; `resume` continues such a fit (same options).
+    `run_dir/checkpoint.pt` is written after every epoch and on Ctrl-C, SIGTERM or SIGUSR1 (`CheckpointCB`); it records
+    the options (`_CLIOptionsCB`), and `resume` continues such a fit: with other options it is refused (`ValueError`).
+    A last training batch of fewer than 2 images per process is dropped (BatchNorm cannot train on one image).
     A non-finite loss stops the fit with `NonFiniteLossError`: `out` is not changed, the last checkpoint stays.
     A write the disk refuses raises `OutputWriteError`, the weights and metrics saved elsewhere (its `rescue`)."""
     from functools import partial
@@ -331,6 +333,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     from miniai.learner import GradAccumCB
     from miniai.precision import MixedPrecisionCB, ChannelsLastCB, auto_precision
     from miniai.checkpoint import CheckpointCB, TerminateOnNaNCB
+    from miniai.learner import load_checkpoint
     from miniai.optim import AdamW
     from miniai.learner import ThreadGuardCB
 
@@ -345,6 +348,10 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         if main: clean_stale(out)
         set_seed(seed)
         dls = get_dls(bs=bs // procs, path=data, n_train=n_train, n_valid=n_valid)  # bs: the global batch
+        for nm,n,dl,what in (('n_train', n_train, dls.train, 'training'), ('n_valid', n_valid, dls.valid, 'test')):
+            if n is not None and len(dl.x) < n: raise ValueError(f"{nm}={n:,}: the {what} set has only {len(dl.x):,} images")
+        if 0 < len(dls.train.x) % (dls.train.bs*procs) < 2*procs:  # some process would train on 1 image: BatchNorm fails
+            dls.train.drop_last = True  # as fastai's training loader drops its last partial batch; validation keeps all
         if preset in _RESNETS:  # 18_resnet and 19_augment: each piece's gain is measured there
             from miniai.resnet import resnet
             from miniai.augment import BatchTransformCB, random_crop_flip
@@ -356,6 +363,10 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         losses = RecorderCB(loss=rec_loss)
         metrics = MetricsCB(accuracy=MulticlassAccuracy())
         cbs = [metrics, rec, losses, *extra]
+        prec = auto_precision(def_device) if precision == 'auto' else precision  # what the fit computes with, recorded
+        opts = dict(preset=preset, epochs=epochs, lr=lr, bs=bs, seed=seed, sched=sched, pct_start=pct_start if sched == 'onecycle' else None,
+                    precision=prec, accum=accum, n_train=n_train, n_valid=n_valid)
+        if resume is None or '_CLIOptionsCB' in load_checkpoint(resume)['cbs']: cbs.append(_CLIOptionsCB(opts))  # older files: none
         if procs > 1:
             from miniai.accel import AccelerateCB
             cbs.insert(0, AccelerateCB(mixed_precision='fp16' if precision == 'fp16' else None))
@@ -397,6 +408,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         save_fig(_loss_fig(losses.recs['loss'], metrics.history, losses.epochs), run/'loss.png')
         save_fig(rec.plot(), run/'sched.png')
         atomic_write(run/'model.pt', lambda f: f.write(_weights(model)))
+        if not _launcher_alive(): os._exit(1)  # a worker whose launcher was killed publishes nothing (`_watch_launcher`)
         publish_run(run, out)
     except (OSError, RuntimeError) as e:
         if (de := _disk_error(e)) is None: raise
@@ -423,21 +435,84 @@ def _shared_run_dir(out, p)->Path:
 
 def _launch(args, argv, run, ckpt)->int:
     """`miniai fit --procs N`: run N workers of the same command through `torch.distributed.run` (one machine, gloo on
-    CPU), each with cores/N threads, in the run folder made here; wait for them and exit with their status."""
+    CPU), each with cores/N threads, in the run folder made here; wait for them and exit with their status.
+
+    torchrun runs in a session of its own, so that a Ctrl-C at the terminal reaches this launcher only; the launcher
+    forwards it once (SIGINT as SIGINT; SIGTERM and SIGUSR1 as SIGTERM, which torchrun handles), torchrun passes it to
+    each worker and waits for them (30 s): they stop after the same batch and the main one writes the checkpoint. The
+    launcher then says how to resume and exits with 128 + the signal it got (130, 143, 138). A second signal kills
+    torchrun at once. torchrun dies with the launcher (`PR_SET_PDEATHSIG`) and each worker watches it
+    (`_watch_launcher`): after a kill -9 of the launcher the workers stop within a fraction of a second, publishing nothing."""
     import subprocess
     n = args.procs
     threads = max(1, (os.cpu_count() or 1) // n) if args.threads == 'auto' else args.threads
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m', 'miniai',
            *argv, '--run-dir', str(run), '--threads', str(threads)]
-    env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
-    try: rc = subprocess.run(cmd, env=env).returncode
-    except KeyboardInterrupt:  # the workers got the Ctrl-C too: each ends its batch, the main one writes the checkpoint
-        rc = 130
-    if rc == 130 or (rc != 0 and ckpt.exists()):
+    env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MINIAI_LAUNCHER_PID': str(os.getpid())}
+    got,proc = [],None
+    def forward(signum, frame):
+        got.append(signum)
+        if proc is None: return  # not started yet: sent when it is
+        try: proc.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM) if len(got) == 1 else proc.kill()
+        except ProcessLookupError: pass
+    old = {s: signal.signal(s, forward) for s in _STOP_SIGNALS}
+    try:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_pdeathsig())
+        if got: forward(got.pop(), None)
+        rc = proc.wait()
+    finally:
+        for s,h in old.items(): signal.signal(s, h)
+    if got: rc = 128 + got[0]
+    if got or (rc != 0 and ckpt.exists()):
         msg = f"checkpoint in {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists() else "no checkpoint was written"
-        print(f"\nminiai: the {n} processes stopped; {args.out} was not changed; {msg}", file=sys.stderr)
+        why = f" ({_signame(got[0])})" if got else ''
+        print(f"\nminiai: the {n} processes stopped{why}; {args.out} was not changed; {msg}", file=sys.stderr)
     elif rc != 0: _drop_if_empty(run)
     sys.exit(rc)
+
+_STOP_SIGNALS = tuple(getattr(signal, s) for s in ('SIGINT', 'SIGTERM', 'SIGUSR1') if hasattr(signal, s))  # as CheckpointCB's
+
+def _signame(signum:int)->str: return 'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name
+
+def _pdeathsig():
+    "A `preexec_fn` making the kernel kill the child (SIGKILL) when its parent dies (Linux `prctl(PR_SET_PDEATHSIG)`); None elsewhere."
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child, between fork and exec, only calls it
+    except (OSError, AttributeError): return None
+    return lambda: prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+def _ancestors(pid:int, n:int=4)->list:
+    "The parent, grandparent, ... of process `pid` (at most `n`), read from /proc (Linux); [] where it cannot be read."
+    res = []
+    for _ in range(n):
+        try:
+            with open(f'/proc/{pid}/stat') as f: pid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError): break
+        res.append(pid)
+        if pid <= 1: break
+    return res
+
+def _launcher_alive()->bool:
+    """In a worker of `miniai fit --procs N`: is its launcher (`$MINIAI_LAUNCHER_PID`) still its ancestor? (A killed
+    launcher's children are adopted by another process at once, even while the launcher waits to be reaped.) True
+    outside such a worker."""
+    pid = os.environ.get('MINIAI_LAUNCHER_PID')
+    if not pid or 'LOCAL_RANK' not in os.environ: return True
+    anc = _ancestors(os.getpid())
+    if anc: return int(pid) in anc
+    try: os.kill(int(pid), 0); return True
+    except ProcessLookupError: return False
+    except (OSError, ValueError): return True
+
+def _watch_launcher(period:float=0.2):
+    "Started by each worker of `--procs`: a daemon thread that ends the worker at once (status 1) when its launcher is gone."
+    def watch():
+        while _launcher_alive(): time.sleep(period)
+        print(f"miniai: worker {os.environ.get('RANK', '?')}: the launcher (pid {os.environ['MINIAI_LAUNCHER_PID']}) is gone; "
+              f"stopping without publishing", file=sys.stderr, flush=True)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='miniai-launcher-watch').start()
 
 def _resume_cmd(argv, ckpt)->str:
     "The command line that resumes this run: the same options, and `--resume ckpt`."
@@ -458,14 +533,22 @@ def main(argv=None):
         p.print_help(sys.stderr)
         p.exit(2, "miniai: error: a command is needed: miniai fit [options]\n")
     if args.cmd == 'fit':
-        for k,v in PRESETS[args.preset].items():
-            if getattr(args, k) is None: setattr(args, k, v)  # the preset's value where the option was not given
-        if args.pct_start is not None and args.sched != 'onecycle':
-            p.error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
         world = int(os.environ.get('WORLD_SIZE', '1'))
         if world > 1:  # started by a launcher (`accelerate launch -m miniai fit ...`, torchrun): one of its workers
             if args.procs not in (1, world): p.error(f"--procs={args.procs} but the launcher started {world} processes")
             args.procs = world
+        if args.resume is not None:  # before anything else: a resume continues the same run, or is refused
+            if args.resume.is_dir(): p.error(f"--resume {args.resume}: is a folder; give the checkpoint in it, e.g. {args.resume/'checkpoint.pt'}")
+            given = _given(p, argv) | ({'procs'} if world > 1 else set())
+            try: diff = _resume_options(args, given)
+            except (ValueError, OSError) as e:
+                p.error(str(e) if str(e).startswith('resume') else f"--resume {args.resume}: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
+            if diff: p.error(f"--resume: the checkpoint was made with {diff}")
+        for k,v in PRESETS[args.preset].items():
+            if getattr(args, k) is None: setattr(args, k, v)  # the preset's value where the option was not given
+        if args.pct_start is not None and args.sched != 'onecycle':
+            p.error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
+        if args.n_train is not None or args.n_valid is not None: _check_counts(args, p)  # read from the IDX headers
         if args.procs > 1 and args.bs % args.procs:
             p.error(f"--bs={args.bs} with --procs={args.procs}: the global batch must split evenly across the processes")
         if args.run_dir is not None: run = args.run_dir  # a worker of --procs: its launcher made the folder
@@ -475,16 +558,20 @@ def main(argv=None):
             except OutputError as e: p.error(str(e))
         ckpt = run/'checkpoint.pt'
         if args.procs > 1 and 'LOCAL_RANK' not in os.environ: return _launch(args, argv, run, ckpt)
+        if 'MINIAI_LAUNCHER_PID' in os.environ and 'LOCAL_RANK' in os.environ: _watch_launcher()
+        old = {s: signal.signal(s, _stop_now) for s in _STOP_SIGNALS[1:]} if threading.current_thread() is threading.main_thread() else {}
         try:
             fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched,
                 pct_start=0.25 if args.pct_start is None else args.pct_start, out=args.out, n_train=args.n_train,
                 n_valid=args.n_valid, data=args.data, quiet=args.quiet, precision=args.precision, accum=args.accum,
                 resume=args.resume, run_dir=run, threads=args.threads, procs=args.procs, cpu_start=cpu0,
                 preset=args.preset)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGUSR1 (CheckpointCB's `FitInterrupted`, or `_stop_now`)
+            sig = getattr(e, 'signum', signal.SIGINT)
+            if 'MINIAI_LAUNCHER_PID' in os.environ: sys.exit(128 + sig)  # a worker of --procs: its launcher says how to resume
             msg = (f"checkpoint written to {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists()
                    else "no checkpoint was written yet")
-            sys.exit(print(f"\nminiai: interrupted; {args.out} was not changed; {msg}", file=sys.stderr) or 130)
+            sys.exit(print(f"\nminiai: interrupted ({_signame(sig)}); {args.out} was not changed; {msg}", file=sys.stderr) or 128 + sig)
         except OutputWriteError as e: sys.exit(f"miniai: error: {e}")
         except Exception as e:
             from miniai.datasets import FashionMNISTError
@@ -496,6 +583,69 @@ def main(argv=None):
             if args.resume is not None and isinstance(e, (ValueError, FileNotFoundError)) and str(e).startswith('resume'):
                 p.error(str(e))
             raise
+        finally:
+            for s,h in old.items(): signal.signal(s, h)
+
+def _stop_now(signum, frame):
+    "`miniai fit`'s SIGTERM / SIGUSR1 outside a fit (imports, data loading): stop as Ctrl-C would, with the signal's exit status."
+    e = KeyboardInterrupt(signal.Signals(signum).name)
+    e.signum = signum
+    raise e
+
+
+# %% ../nbs/08_cli.ipynb #84fd30f8
+_SAME = ('preset', 'epochs', 'lr', 'bs', 'seed', 'sched', 'pct_start', 'precision', 'accum', 'n_train', 'n_valid')  # change the fit
+
+class _CLIOptionsCB:
+    """Carries `miniai fit`'s resolved options (`_SAME`) inside the fit's checkpoint: a stateful callback, its
+    `state_dict` is saved by `Learner.fit_state`. It takes no part in training."""
+    order = 0
+    def __init__(self, opts:dict): self.opts = dict(opts)
+    def state_dict(self)->dict:
+        "The options, as plain data (str, int, float, None): what the checkpoint records."
+        return dict(self.opts)
+    def load_state_dict(self, state_dict:dict):
+        "Called by a resume, before training: the checkpoint's options must be these; a `ValueError` names each that differs."
+        diff = _option_diff(state_dict, self.opts)
+        if diff: raise ValueError(f"resume: the checkpoint was made with {diff}")
+
+def _opt_str(k:str, v)->str:
+    "How option `k` with value `v` is written: `--lr 0.01`, `--n-train all` for None."
+    return f"--{k.replace('_', '-')} {'all' if v is None and k.startswith('n_') else v}"
+
+def _option_diff(saved:dict, now:dict)->str:
+    "'--lr 0.04, not --lr 0.01; ...': each option of `now` whose value differs from `saved`'s ('' when none does)."
+    return '; '.join(f"{_opt_str(k, saved.get(k))}, not {_opt_str(k, v)}" for k,v in now.items() if saved.get(k) != v)
+
+def _given(p, argv)->set:
+    "The `fit` options written on the command line `argv` (their `dest`s), as opposed to defaults."
+    f = p._subparsers._group_actions[0].choices['fit']
+    return {a.dest for a in f._actions for o in a.option_strings for t in argv if t == o or t.startswith(o + '=')}
+
+def _resume_options(args, given:set)->str:
+    """`--resume`: reads the checkpoint; each option of `_SAME` (and `--procs`) not in `given` takes the checkpoint's
+    value in `args`; returns what the given ones change ('' when nothing). Raises the checkpoint's one-line error."""
+    from miniai.learner import load_checkpoint
+    st = load_checkpoint(args.resume)
+    fit = {'procs': 1, **st['fit']}  # checkpoints written before `procs` was recorded come from one process
+    saved = st['cbs'].get('_CLIOptionsCB') or {'epochs': fit.get('n_epochs'), 'accum': fit.get('accum')}  # older: its spec
+    saved = {**{k: saved[k] for k in _SAME if k in saved}, 'procs': fit['procs']}
+    if args.precision == 'auto': given = given - {'precision'}  # 'auto' means the checkpoint's choice
+    now = {k: getattr(args, k) for k in saved if k in given}
+    if 'pct_start' in now and now['pct_start'] is None: del now['pct_start']
+    for k,v in saved.items():
+        if k not in given: setattr(args, k, v)
+    return _option_diff(saved, now)
+
+def _check_counts(args, p):
+    "--n-train / --n-valid beyond the images in the data: refused before anything runs, naming what there is."
+    from miniai.datasets import _source, _source_counts
+    have = _source_counts(_source(args.data))
+    if have is None: return  # the data is missing or unreadable: its own error comes when it is loaded
+    for opt,n,split in (('--n-train', args.n_train, 'train'), ('--n-valid', args.n_valid, 'test')):
+        if n is not None and n > have[split]:
+            p.error(f"{opt}={n}: the data has {have['train']:,} training and {have['test']:,} test images; "
+                    f"give at most {have[split]:,} (or leave {opt} out for all)")
 
 # %% ../nbs/08_cli.ipynb #c11e0004
 def _cpu_times()->tuple:

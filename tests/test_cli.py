@@ -328,7 +328,7 @@ def test_accelerate_launch_form(tmp_path):
 @real_data
 def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     """`--preset best`: the ResNet (its weights in model.pt), the flip-TTA accuracy in the last row of metrics.csv and on
-    the last line; a Ctrl-C checkpoint of it resumes with the same options and is refused with the default preset."""
+    the last line; its checkpoint is refused with the default preset or other epochs."""
     import torch
     from miniai.resnet import resnet
     out = tmp_path/'best'
@@ -341,15 +341,15 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     sd = weights(out/'model.pt')
     assert sd.keys() == resnet().state_dict().keys()
     ck = out.resolve()/'checkpoint.pt'
-    r = run('fit', '--epochs', '2', '--n-train', '1024', '--n-valid', '256', '--bs', '256', '--out', str(tmp_path/'d'), '--resume', str(ck))
-    one_clear_line(r, 'resume: the checkpoint holds another model')
+    r = run('fit', '--preset', 'default', '--epochs', '2', '--n-train', '1024', '--n-valid', '256', '--bs', '256', '--out', str(tmp_path/'d'), '--resume', str(ck))
+    one_clear_line(r, '--resume: the checkpoint was made with --preset best, not --preset default')
     r = run(*args, '--epochs', '3', '--resume', str(ck))  # a finished 2-epoch fit is not a 3-epoch one
-    one_clear_line(r, 'n_epochs: 2 in the checkpoint, 3 in this fit')
+    one_clear_line(r, '--resume: the checkpoint was made with --epochs 2, not --epochs 3')
 
 @real_data
 def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
     """The default preset's model.pt holds fast_net's weights (21_fastnet), --preset conv's the course's conv net's;
-    a checkpoint of one is refused when resumed as the other, before any weight is touched."""
+    a checkpoint of one is refused when resumed as the other, before anything is loaded (the preset is recorded in it)."""
     import torch
     from miniai.fastnet import fast_net
     from miniai.init import conv_net
@@ -362,7 +362,7 @@ def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
         assert sd.keys() == factory().state_dict().keys()
         assert all(sd[k].shape == v.shape for k,v in factory().state_dict().items())
     r = run('fit', '--preset', 'conv', '--epochs', '1', *SMALL, '--out', str(tmp_path/'x'), '--resume', str(outs['default'].resolve()/'checkpoint.pt'))
-    one_clear_line(r, 'resume: the checkpoint holds another model')
+    one_clear_line(r, '--resume: the checkpoint was made with --preset default, not --preset conv')
 
 # ------------------------------------------------------------------------------------------------ startup cost (issue 11)
 @real_data
@@ -376,3 +376,20 @@ def test_fit_imports_no_compiler_nor_hub_libraries(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout
     assert (tmp_path/'o'/'metrics.csv').exists()
+
+# ------------------------------------------------------------------------------------------------ values (issue 17 §5)
+@real_data
+def test_last_training_batch_of_one_is_dropped(tmp_path):
+    "--n-train 513 at --bs 256: the last training batch would be 1 image (BatchNorm fails in training); it is dropped."
+    r = run('fit', '--epochs', '1', '--n-train', '513', '--n-valid', '300', '--quiet', '--out', str(tmp_path/'o'))
+    assert r.returncode == 0, r.stderr
+    st = load_checkpoint(tmp_path/'o'/'checkpoint.pt')
+    assert st['fit']['n_batches'] == 2 and st['pos']['n_updates'] == 2  # 2 batches of 256; the 513th image unused
+    assert whole_run(tmp_path/'o') == 1
+
+@real_data
+@pytest.mark.parametrize('opt,n,split', [('--n-train', 10**9, '60,000'), ('--n-valid', 10001, '10,000')])
+def test_counts_beyond_the_data_refused(tmp_path, opt, n, split):
+    r = run('fit', opt, str(n), '--out', str(tmp_path/'o'))
+    one_clear_line(r, f'{opt}={n}: the data has 60,000 training and 10,000 test images; give at most {split}')
+    assert not os.listdir(tmp_path)  # before the run folder is made
