@@ -446,7 +446,7 @@ def _launch(args, argv, run, ckpt)->int:
     import subprocess
     n = args.procs
     threads = max(1, (os.cpu_count() or 1) // n) if args.threads == 'auto' else args.threads
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '-m', 'miniai',
+    cmd = [sys.executable, '-c', _TORCHRUN, '--standalone', f'--nproc_per_node={n}', '-m', 'miniai',
            *argv, '--run-dir', str(run), '--threads', str(threads)]
     env = {**os.environ, 'OMP_NUM_THREADS': str(threads), 'MINIAI_LAUNCHER_PID': str(os.getpid())}
     got,proc = [],None
@@ -469,6 +469,11 @@ def _launch(args, argv, run, ckpt)->int:
         print(f"\nminiai: the {n} processes stopped{why}; {args.out} was not changed; {msg}", file=sys.stderr)
     elif rc != 0: _drop_if_empty(run)
     sys.exit(rc)
+
+# `python -m torch.distributed.run`, ending with 128 + the signal it forwarded instead of a traceback of its SignalException
+_TORCHRUN = ("import runpy, sys\nfrom torch.distributed.elastic.multiprocessing.api import SignalException\n"
+             "try: runpy.run_module('torch.distributed.run', run_name='__main__', alter_sys=True)\n"
+             "except SignalException as e: sys.exit(128 + int(e.sigval))")
 
 _STOP_SIGNALS = tuple(getattr(signal, s) for s in ('SIGINT', 'SIGTERM', 'SIGUSR1') if hasattr(signal, s))  # as CheckpointCB's
 
