@@ -574,6 +574,7 @@ def main(argv=None):
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGUSR1 (CheckpointCB's `FitInterrupted`, or `_stop_now`)
             sig = getattr(e, 'signum', signal.SIGINT)
             if 'MINIAI_LAUNCHER_PID' in os.environ: sys.exit(128 + sig)  # a worker of --procs: its launcher says how to resume
+            if args.run_dir is None: _drop_if_empty(run)  # stopped during the imports: the run folder is still empty
             msg = (f"checkpoint written to {ckpt}; resume with:\n  {_resume_cmd(argv, ckpt)}" if ckpt.exists()
                    else "no checkpoint was written yet")
             sys.exit(print(f"\nminiai: interrupted ({_signame(sig)}); {args.out} was not changed; {msg}", file=sys.stderr) or 128 + sig)

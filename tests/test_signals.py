@@ -217,3 +217,19 @@ def test_procs_launcher_killed_workers_stop_and_publish_nothing(tmp_path):
         for c in _descendants(p.pid): os.kill(c, signal.SIGKILL)
     time.sleep(1)
     assert os.readlink(out) == prev and whole_run(out) == 1
+
+def test_sigterm_before_the_fit_exits_143(tmp_path):
+    "SIGTERM while the fit is still importing and loading (its run folder made, no checkpoint yet): exit 143, one"
+    "message, no traceback, and the empty run folder removed."
+    out = tmp_path/'latest'
+    p = subprocess.Popen([MINIAI, 'fit', '--out', str(out), *LONG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not list(tmp_path.glob('latest.run-*')) and p.poll() is None: time.sleep(0.002)
+        time.sleep(0.05)
+        p.send_signal(signal.SIGTERM)
+        _,err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None: p.kill(); p.communicate()
+    assert p.returncode == 143, err
+    assert 'interrupted (SIGTERM)' in err and 'no checkpoint was written yet' in err and 'Traceback' not in err, err
+    assert os.listdir(tmp_path) == []
