@@ -1,4 +1,4 @@
-"Tests of miniai.accel: ShardedDL's split, AccelerateCB on one process against a plain fit, and a real 2-process run on CPU (gloo)."
+"Tests of miniai.accel: ShardedDL's split, AccelerateCB on one process against a plain fit, the settings it refuses, per-rank RNG, a real 2-process run on CPU (gloo) and tools/gpu_check.sh --cpu."
 import json, os, re, signal, subprocess, sys
 from functools import partial
 from pathlib import Path
@@ -191,10 +191,11 @@ def test_two_processes_stop_and_resume_exactly(two_procs, tmp_path):
     base = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'tools/accel_fit.py',
             '--bs', str(BS), '--n-train', str(N_TRAIN), '--n-valid', str(N_VALID), '--epochs', str(EPOCHS), '--accum', '2',
             '--quiet', '--ckpt', str(tmp_path/'ck.pt')]
-    res = _run(base + ['--stop-after', '5'], env)
+    res = _run(base + ['--stop-after', '5', '--record', str(tmp_path/'stop')], env)
     assert res.returncode == 0, res.stdout[-3000:]
     st = load_checkpoint(tmp_path/'ck.pt')
     assert st['pos']['n_updates'] == 5 and st['fit']['procs'] == 2 and st['pos']['epoch'] == 1  # mid-epoch 1
+    assert len(st['rng']['ranks']) == 2 and not torch.equal(st['rng']['ranks'][0]['now']['torch'], st['rng']['ranks'][1]['now']['torch'])
     res = _run(base + ['--resume', str(tmp_path/'ck.pt'), '--record', str(tmp_path/'rec')], env)
     assert res.returncode == 0, res.stdout[-3000:]
     got = json.loads((tmp_path/'rec'/'rank0.json').read_text())
@@ -203,7 +204,104 @@ def test_two_processes_stop_and_resume_exactly(two_procs, tmp_path):
            [{k:v for k,v in h.items() if k != 'time'} for h in r0['history']]
     w,want = torch.load(tmp_path/'rec'/'model0.pt'),torch.load(d/'model0.pt')
     for k in want: assert torch.equal(w[k], want[k]), k
+    # per-rank random draws (a callback's torch.rand at each training batch): the ranks differ; the stopped run drew
+    # what the uninterrupted one drew (reproducible seeds), and after the resume each rank goes on with its own stream
+    stop = [json.loads((tmp_path/'stop'/f'rank{r}.json').read_text())['draws'] for r in (0, 1)]
+    res1 = [got['draws'], json.loads((tmp_path/'rec'/'rank1.json').read_text())['draws']]
+    for r,full in enumerate((r0['draws'], r1['draws'])):
+        assert len(stop[r]) + len(res1[r]) == len(full) == EPOCHS*N_TRAIN//(2*BS)
+        assert stop[r] + res1[r] == full, r
+    assert [v for *_,v in r0['draws']] != [v for *_,v in r1['draws']]
     # the same checkpoint in one process is refused, saying why
     from tools.accel_fit import fit
     with pytest.raises(ValueError, match='procs: 2 in the checkpoint, 1 in this fit'):
         fit(epochs=EPOCHS, bs=BS, n_train=N_TRAIN, n_valid=N_VALID, accum=2, quiet=True, resume=tmp_path/'ck.pt')
+
+# --- settings AccelerateCB refuses at setup_fit (issue 17 §4), before any batch ---
+
+class _CountCB:
+    "Counts the batches the fit ran."
+    order = 0
+    def __init__(self): self.n = 0
+    def before_batch(self, learn): self.n += 1
+
+def _refused(acb, cbs=(), opt_func=partial(optim.AdamW, eps=1e-5)):
+    "Fit with `acb`; returns the error, after checking that no batch ran and the learner holds its plain model."
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    count = _CountCB()
+    learn = TrainLearner(model, _problem(), F.cross_entropy, lr=0.05, cbs=[acb, count, *cbs], opt_func=opt_func)
+    with pytest.raises((ValueError, TypeError)) as e: learn.fit(1)
+    assert count.n == 0 and learn.model is model and not learn.scaler.is_enabled()
+    return str(e.value)
+
+def test_refuses_accelerator_accumulation():
+    "Accelerator(gradient_accumulation_steps=k) would divide every loss by k: refused, naming the value and GradAccumCB(k)."
+    from accelerate import Accelerator
+    msg = _refused(AccelerateCB(Accelerator(cpu=True, gradient_accumulation_steps=3)))
+    assert 'gradient_accumulation_steps=3' in msg and 'GradAccumCB(3)' in msg and 'twice' not in msg
+    msg = _refused(AccelerateCB(Accelerator(cpu=True, gradient_accumulation_steps=2)), cbs=[GradAccumCB(2)])
+    assert 'gradient_accumulation_steps=2' in msg and 'GradAccumCB(2)' in msg and 'divided twice' in msg
+
+def test_refuses_launcher_accumulation(monkeypatch):
+    "What `accelerate launch --gradient_accumulation_steps 4` sets (ACCELERATE_GRADIENT_ACCUMULATION_STEPS) is refused too."
+    monkeypatch.setenv('ACCELERATE_GRADIENT_ACCUMULATION_STEPS', '4')
+    msg = _refused(AccelerateCB(cpu=True))
+    assert 'gradient_accumulation_steps=4' in msg and 'ACCELERATE_GRADIENT_ACCUMULATION_STEPS' in msg and 'GradAccumCB(4)' in msg
+
+def test_grad_accum_cb_alone_is_not_divided_twice():
+    "GradAccumCB(3) under AccelerateCB (accelerator accumulation 1): the weights of the plain GradAccumCB(3) fit."
+    l0,_,_ = _fit([], 3, epochs=1)
+    l1,_,_ = _fit([AccelerateCB(cpu=True)], 3, epochs=1)
+    for (k,a),b in zip(l0.model.state_dict().items(), l1.model.state_dict().values()): assert torch.equal(a, b), k
+
+class _FakeAcc:
+    "Stands for an Accelerator whose state reports `distributed_type` (FSDP and DeepSpeed cannot be built on this CPU)."
+    def __init__(self, dt): self.distributed_type,self.gradient_accumulation_steps = dt,1
+    def __getattr__(self, name): raise AssertionError(f"AccelerateCB used accelerator.{name} after a refused distributed type")
+
+@pytest.mark.parametrize('dt', ['FSDP', 'DEEPSPEED', 'MEGATRON_LM', 'XLA'])
+def test_refuses_sharded_distributed_types(dt):
+    "FSDP / DeepSpeed / Megatron-LM (and XLA): refused at setup_fit, naming the type and what is supported; nothing prepared."
+    from accelerate.utils import DistributedType
+    msg = _refused(AccelerateCB(_FakeAcc(DistributedType[dt])))
+    assert f'distributed_type={dt} is not supported' in msg and 'MULTI_CPU' in msg and 'DDP' in msg
+
+def test_check_distributed_type_values():
+    "Every accelerate DistributedType: the DDP ones and NO pass, every other is refused by name."
+    from accelerate.utils import DistributedType
+    from miniai.accel import check_distributed_type
+    ok = {'NO', 'MULTI_CPU', 'MULTI_GPU'}
+    for t in DistributedType:
+        if t.value in ok: assert check_distributed_type(t) is t
+        else:
+            with pytest.raises(ValueError, match=f'distributed_type={t.value} is not supported'): check_distributed_type(t)
+
+def test_refuses_miniai_adamw():
+    "miniai.optim.AdamW is not a torch.optim.Optimizer (prepare leaves it unwrapped): refused, naming torch.optim.AdamW."
+    from miniai.optim import AdamW
+    msg = _refused(AccelerateCB(cpu=True), opt_func=AdamW)
+    assert 'miniai.optim.AdamW' in msg and 'torch.optim.AdamW' in msg
+
+def test_rank_seeds_differ_and_repeat():
+    "rank_seed: differs by rank and by seed, the same each call; seed_rank seeds torch, random and numpy."
+    import random
+    import numpy as np
+    from miniai.accel import rank_seed, seed_rank
+    assert len({rank_seed(s, r) for s in (0, 1, 42) for r in range(4)}) == 12 and rank_seed(42, 1) == rank_seed(42, 1)
+    def draw(r):
+        seed_rank(42, r)
+        return torch.rand(4).tolist(), random.random(), float(np.random.rand())
+    a,b,c = draw(0),draw(1),draw(0)
+    assert a == c and all(x != y for x,y in zip(a, b))
+
+@real_data
+def test_gpu_check_cpu_mode():
+    "tools/gpu_check.sh --cpu: the GPU script's checks (1 and 2 processes, stop + resume exact, ranks' draws differ) on CPU."
+    env = {**os.environ, 'PYTHON': sys.executable}
+    res = _run(['bash', 'tools/gpu_check.sh', '--cpu'], env, timeout=240)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert res.stdout.count('lrs, metrics, weights and draws equal') == 3 and 'ranks drew different' in res.stdout
+    assert res.stdout.rstrip().endswith('gpu_check: all OK')
+    bad = _run(['bash', 'tools/gpu_check.sh', '--gpu'], env)
+    assert bad.returncode == 2 and 'unknown option --gpu' in bad.stdout

@@ -10,7 +10,7 @@ single-process launcher; multi-CPU needs --multi_gpu, which on a machine without
 `--bs` is the per-process batch size: a global batch (one optimizer update) is `bs * N` samples. The model, data,
 optimizer (AdamW) and OneCycle schedule are those of `miniai fit` (`miniai.cli.fit_fashion_mnist`). With `--record DIR`
 each process writes `DIR/rank{r}.json` (the training rows it saw each epoch, the lr of every update, the metrics
-table) and `DIR/model{r}.pt` (its final weights: DDP keeps them equal).
+table, a `torch.rand` drawn at each training batch) and `DIR/model{r}.pt` (its final weights: DDP keeps them equal).
 """
 import argparse, json, os, sys, time
 from functools import partial
@@ -54,6 +54,15 @@ class SeenCB:
         dl = learn.dls.train
         if learn.training and getattr(dl, 'idx', None) is not None: self.seen[-1] += dl.idx.tolist()
 
+class DrawCB:
+    "Draws `torch.rand(1)` at each training batch (as an augmentation would) and records it with the batch's place, for the per-rank RNG checks."
+    order = 55
+    def before_fit(self, learn): self.draws = []
+    def before_batch(self, learn):
+        "Called before each batch: on a training batch, draws and records [epoch, iter, value]."
+        import torch
+        if learn.training: self.draws.append([learn.epoch, learn.iter, torch.rand(1).item()])
+
 def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1, precision='no', record=None,
         quiet=False, accelerator=None, ckpt=None, stop_after=None, resume=None)->dict:
     "Build and train; returns the main process's metrics table, the lrs of every update, the rows seen, the learner."
@@ -71,9 +80,9 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
     set_seed(seed)  # the same seed on every process: same weights, same data order (ShardedDL also broadcasts it)
     dls = get_dls(bs=bs, n_train=n_train, n_valid=n_valid)
     model = conv_net()
-    metrics,rec,seen = MetricsCB(accuracy=MulticlassAccuracy()),RecorderCB(lr=rec_lr),SeenCB()
+    metrics,rec,seen,draw = MetricsCB(accuracy=MulticlassAccuracy()),RecorderCB(lr=rec_lr),SeenCB(),DrawCB()
     acb = AccelerateCB(accelerator, mixed_precision=precision)
-    cbs = [acb, metrics, rec, seen, BatchSchedCB(partial(OneCycle, pct_start=0.25))]
+    cbs = [acb, metrics, rec, seen, draw, BatchSchedCB(partial(OneCycle, pct_start=0.25))]
     if quiet: metrics._log = lambda row: None
     else: cbs.append(ProgressCB())
     if accum > 1: cbs.append(GradAccumCB(accum))
@@ -87,7 +96,7 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
     secs = time.perf_counter() - t0
     acc = acb.accelerator
     res = dict(rank=acc.process_index, world=acc.num_processes, history=metrics.history, lrs=rec.recs['lr'],
-               seen=seen.seen, seconds=secs, n_train=len(dls.train.x), updates=learn.n_updates,
+               seen=seen.seen, draws=draw.draws, seconds=secs, n_train=len(dls.train.x), updates=learn.n_updates,
                no_sync_batches=acb.no_sync_batches)
     if record is not None:
         record = Path(record); record.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,7 @@ def main(argv=None):
     if acc.is_main_process:
         imgs = res['n_train']*a.epochs/res['seconds']
         print(f"processes {res['world']}; {res['updates']} updates; {res['seconds']:.1f} s ({imgs:,.0f} training images/s, validation time included); "
-              f"valid accuracy {res['history'][-1]['accuracy']:.4f}", flush=True)
+              f"valid accuracy {res['history'][-1]['accuracy']:.4f}" if res['history'] else "stopped before any validation", flush=True)
     acc.end_training()  # destroys the process group: a clean exit
 
 if __name__ == '__main__':
