@@ -11,8 +11,8 @@ from miniai.learner import load_checkpoint
 from miniai.safefile import load_state, save_state
 
 pytestmark = [real_data, pytest.mark.skipif(sys.platform != 'linux', reason='POSIX signals, /proc')]
-# 16 batches an epoch, 0.1 s an epoch here: long enough to be stopped inside one
-LONG = ('--n-train', '4096', '--n-valid', '256', '--bs', '256', '--quiet', '--threads', '1', '--epochs', '6')
+# 16 batches an epoch, about 0.1 s an epoch here (1 s in all): long enough to be stopped inside one
+LONG = ('--n-train', '4096', '--n-valid', '256', '--bs', '256', '--quiet', '--threads', '1', '--epochs', '10')
 
 def start_and_signal(out:Path, sig, *args, procs=False):
     "Start `miniai fit --out out *args`, send `sig` once its first checkpoint exists (training is under way); (rc, stderr, ck)."
@@ -52,7 +52,7 @@ def test_signal_checkpoints_and_resumes(tmp_path, sig, rc):
     assert not os.path.lexists(out)  # not published
     r = run(*args)
     assert r.returncode == 0, r.stderr
-    assert whole_run(out) == 6
+    assert whole_run(out) == 10
 
 @pytest.mark.xfail(strict=True, reason="miniai.learner: the optimizer's state comes back contiguous while ChannelsLastCB's "
                    "parameters are channels-last, and AdamW's update then rounds differently (an in-process probe that makes "
@@ -76,7 +76,7 @@ def test_second_signal_stops_at_once(tmp_path):
     finally:
         if p.poll() is None: p.kill(); p.communicate()
     assert p.returncode == 143, err
-    assert run(*resume_line(err)).returncode == 0 and whole_run(out) == 6
+    assert run(*resume_line(err)).returncode == 0 and whole_run(out) == 10
 
 # ------------------------------------------------------------------------------------------------ --resume refusals (§2)
 SMALL = ('--n-train', '1024', '--n-valid', '256', '--quiet', '--threads', '1')
@@ -113,7 +113,7 @@ def test_resume_precision_refused(tmp_path, ck):
                    f'--precision {used}, not --precision {other}')
 
 def interrupted(tmp_path)->Path:
-    "The checkpoint of a run made with `--lr 0.03 --epochs 6` (not the preset's) and stopped by SIGTERM."
+    "The checkpoint of a run made with `--lr 0.03 --epochs 10` (not the preset's) and stopped by SIGTERM."
     code,err,cks = start_and_signal(tmp_path/'first', signal.SIGTERM, *LONG, '--lr', '0.03')
     assert code == 143 and len(cks) == 1, err
     return cks[0]
@@ -125,9 +125,9 @@ def test_resume_alone_continues_the_same_run(tmp_path):
     out = tmp_path/'elsewhere'
     r = run('fit', '--resume', str(c), '--out', str(out), '--threads', '2', '--data', '/usr/share/datasets/fashion-mnist')
     assert r.returncode == 0, r.stderr
-    assert whole_run(out) == 6
+    assert whole_run(out) == 10
     opts = load_checkpoint(out/'checkpoint.pt')['cbs']['_CLIOptionsCB']
-    assert (opts['lr'], opts['epochs'], opts['n_train'], opts['n_valid'], opts['sched']) == (0.03, 6, 4096, 256, 'onecycle')
+    assert (opts['lr'], opts['epochs'], opts['n_train'], opts['n_valid'], opts['sched']) == (0.03, 10, 4096, 256, 'onecycle')
 
 def test_resume_of_a_two_process_checkpoint_with_one_refused(tmp_path, ck):
     "A checkpoint recording 2 processes (its spec, as --procs 2 writes it) with --procs 1: refused, both counts named."
