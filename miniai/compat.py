@@ -207,6 +207,9 @@ class CosineLrScheduler(WarmupDecaySched):
             if _unfilled(v): _fail(nm, v, "must be an int >= 1: it was not filled in (pass it, or let the fit fill it)")
         total_num_epochs,spe = (check_num(nm, v, lo=1, integer=True) for nm,v in (
             ('total_num_epochs', total_num_epochs), ('num_update_steps_per_epoch', num_update_steps_per_epoch)))
+        if total_num_epochs*spe > 2**53:  # the engine's limit, said in the caller's words
+            _fail('num_update_steps_per_epoch', num_update_steps_per_epoch, f"times total_num_epochs={total_num_epochs} "
+                  f"is {total_num_epochs*spe} updates: must be <= 2**53 (update counts beyond are not exact in float64)")
         self.total_iterations = total_num_epochs*spe
         self.warmup_iterations = check_num('num_warmup_epochs', num_warmup_epochs, lo=0, integer=True)*spe
         self.num_cooldown_iterations = check_num('num_cooldown_epochs', num_cooldown_epochs, lo=0, integer=True)*spe
