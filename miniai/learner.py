@@ -1026,13 +1026,21 @@ def _restore_before_setup(self:Learner, state:dict):
     self.n_updates,self.epoch,self.epochs = p['n_updates'],p['epoch'],range(p['epoch'], self.n_epochs)
     self.pos,self._start = (p['epoch'], p['phase'], p['batch']),state
 
+def _like(p:torch.Tensor, v):
+    "`v` in `p`'s memory layout when it has `p`'s shape (an optimizer's kernels then see what they saw before the stop)."
+    if not isinstance(v, torch.Tensor) or v.shape != p.shape or v.stride() == p.stride(): return v
+    return torch.empty_like(p, dtype=v.dtype).copy_(v)
+
 @patch
 def _restore_after_setup(self:Learner, state:dict):
     "Resume, part 2 (after `before_fit` put the model on its device): optimizer tensors, gradients, random generators."
     self.opt.load_state_dict(state['opt'])  # again: its tensors now go to the parameters' device
+    ps = [p for g in self.opt.param_groups for p in g['params']]
+    for p in ps:  # in the parameters' memory layout (a file holds contiguous tensors; `ChannelsLastCB`'s are not)
+        st = self.opt.state.get(p, {})
+        for k,v in st.items(): st[k] = _like(p, v)
     if state['grads'] is not None:
-        ps = [p for g in self.opt.param_groups for p in g['params']]
-        for p,g in zip(ps, state['grads']): p.grad = None if g is None else g.to(p.device)
+        for p,g in zip(ps, state['grads']): p.grad = None if g is None else _like(p, g.to(p.device))
     e,ph,_ = self.pos
     self._pass_rng = ps = state['rng']['pass_start']
     # a stop during validation redoes that pass: from the generators' state at its start (a shuffled valid loader

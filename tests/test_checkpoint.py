@@ -456,3 +456,25 @@ def test_checkpoint_not_written_with_non_finite_weights(tmp_path, capsys):
     st = load_checkpoint(ck)
     assert st['pos']['n_updates'] == 12 and all(torch.isfinite(v).all() for v in st['model'].values() if v.is_floating_point())
     assert 'checkpoint not written at update 13' in capsys.readouterr().err
+
+def test_resumed_optimizer_state_has_the_parameters_layout(tmp_path):
+    """A checkpoint holds contiguous tensors; on resume the optimizer's state and gradients take the parameters' memory
+    layout again (ChannelsLastCB's are channels-last), so AdamW's kernels see what they saw before the stop."""
+    from miniai.precision import ChannelsLastCB
+    def learn():
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4*6*6, 2))
+        x = torch.randn(64, 2, 8, 8); y = (x.mean((1, 2, 3)) > 0).long()
+        b = [(x[i:i+16], y[i:i+16]) for i in range(0, 64, 16)]
+        return TrainLearner(m, DLs(b, b[:1]), F.cross_entropy, lr=1e-2, opt_func=optim.AdamW,
+                            cbs=[ChannelsLastCB(), quiet_metrics(), CheckpointCB(tmp_path/'ck.pt', verbose=False)])
+    with pytest.raises(KeyboardInterrupt): learn().fit(2, cbs=StopAt('after_batch', (0, True, 1), KeyboardInterrupt))
+    seen = {}
+    class Look(Callback):
+        order = 200
+        def before_batch(self, learn):
+            w = learn.model[0].weight
+            seen.setdefault('strides', (w.stride(), learn.opt.state[w]['exp_avg'].stride()))
+    learn().fit(2, resume=tmp_path/'ck.pt', cbs=Look())
+    cl = torch.empty(4, 2, 3, 3).to(memory_format=torch.channels_last).stride()
+    assert seen['strides'] == (cl, cl)

@@ -54,9 +54,6 @@ def test_signal_checkpoints_and_resumes(tmp_path, sig, rc):
     assert r.returncode == 0, r.stderr
     assert whole_run(out) == 10
 
-@pytest.mark.xfail(strict=True, reason="miniai.learner: the optimizer's state comes back contiguous while ChannelsLastCB's "
-                   "parameters are channels-last, and AdamW's update then rounds differently (an in-process probe that makes "
-                   "the state's layout the parameter's resumes bit-exactly); the fix belongs to Learner._restore_after_setup")
 def test_signal_resume_is_exact(tmp_path):
     "The resumed run's metrics equal an uninterrupted run's."
     code,err,_ = start_and_signal(tmp_path/'a', signal.SIGTERM, *LONG)
