@@ -161,7 +161,7 @@ def check_opt(opt)->object:
         t = type(opt)
         raise TypeError(f"AccelerateCB: the optimizer is a {t.__module__}.{t.__qualname__}, not a torch.optim.Optimizer: "
                         f"accelerator.prepare would leave it unwrapped (under fp16 it would step on scaled gradients). "
-                        f"Use a torch optimizer, e.g. opt_func=partial(torch.optim.AdamW, eps=1e-5) for miniai.optim.AdamW")
+                        f"Use a torch.optim.Optimizer subclass, e.g. opt_func=partial(torch.optim.AdamW, eps=1e-5) or miniai.optim.AdamW")
     return opt
 
 # %% ../nbs/16_accelerate.ipynb #4eda3f92

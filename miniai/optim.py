@@ -28,12 +28,13 @@ def _check_group(g:dict, where:str)->dict:
     wd = check_num(f'{where}weight_decay', g['weight_decay'], lo=0, what='a finite number >= 0')
     return {**g, 'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': wd}
 
-class AdamW:
+class AdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay), the update of `torch.optim.AdamW` run by torch's fused kernel, one call per
     param group, device and dtype. Same constructor and defaults as torch's AdamW (no amsgrad, no maximize).
 
-    `state_dict()` has torch's format, so checkpoints move between the two. Not a `torch.optim.Optimizer` (whose base
-    class imports `torch._dynamo`, about 1 s): torch's lr schedulers refuse it; miniai's schedulers drive it."""
+    `state_dict()` has torch's format, so checkpoints move between the two. A `torch.optim.Optimizer` for the checks of
+    torch's lr schedulers and `accelerator.prepare`, without the base class's `__init__` and with its own version of
+    every method the base wraps for the compiler (those import `torch._dynamo`, about 1 s); so no optimizer hooks."""
     def __init__(self, params, # parameters (an iterable of tensors) or param groups (dicts with 'params' and options)
                  lr:float=1e-3, # learning rate (`param_groups[i]['lr']`, which schedulers change)
                  betas:tuple=(0.9, 0.999), # decay rates of the gradient's running mean and of its square's
@@ -41,12 +42,21 @@ class AdamW:
                  weight_decay:float=1e-2 # each step multiplies the parameters by `1 - lr*weight_decay`
                 ):
         "Called once: checks the options and the parameters; the moments are made at each parameter's first step."
+        # not `super().__init__`: it wraps `step` for the profiler and its `add_param_group` imports torch._dynamo
         self.defaults = _check_group(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), '')
         if isinstance(params, torch.Tensor): raise TypeError("params: an iterable of tensors or of dicts, not a single tensor")
         params = list(params)
         if not params: raise ValueError("params: the optimizer got an empty list of parameters")
         self.param_groups, self.state = [], defaultdict(dict)
         for g in params if isinstance(params[0], dict) else [dict(params=params)]: self.add_param_group(g)
+
+    def __getstate__(self)->dict:
+        "Called by pickle / `copy.deepcopy`: the attributes as they are (the base class's version would expect its hooks)."
+        return dict(self.__dict__)
+
+    def __setstate__(self, state:dict):
+        "Called by pickle / `copy.deepcopy`: restores the attributes (the base class's version would wrap `step`)."
+        self.__dict__.update(state)
 
     def add_param_group(self, group:dict):
         "Called by `__init__` for each group, or by you to add one: fills the options it lacks from `defaults`."

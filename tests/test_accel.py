@@ -277,11 +277,37 @@ def test_check_distributed_type_values():
         else:
             with pytest.raises(ValueError, match=f'distributed_type={t.value} is not supported'): check_distributed_type(t)
 
-def test_refuses_miniai_adamw():
-    "miniai.optim.AdamW is not a torch.optim.Optimizer (prepare leaves it unwrapped): refused, naming torch.optim.AdamW."
+def test_refuses_optimizer_that_is_not_torch():
+    "An optimizer that is not a torch.optim.Optimizer (prepare leaves it unwrapped): refused, naming it and the alternative."
+    class HomeMadeSGD:
+        def __init__(self, params, lr): self.param_groups = [dict(params=list(params), lr=lr)]
+        def step(self): pass
+        def zero_grad(self): pass
+    msg = _refused(AccelerateCB(cpu=True), opt_func=HomeMadeSGD)
+    assert 'HomeMadeSGD, not a torch.optim.Optimizer' in msg and 'torch.optim.AdamW' in msg
+
+def test_miniai_adamw_under_accelerate_and_torch_schedulers():
+    "miniai.optim.AdamW: prepared by accelerate and driven by torch's schedulers, with torch.optim.AdamW's lrs and weights."
     from miniai.optim import AdamW
-    msg = _refused(AccelerateCB(cpu=True), opt_func=AdamW)
-    assert 'miniai.optim.AdamW' in msg and 'torch.optim.AdamW' in msg
+    def run(opt_cls, sched):
+        dls = _problem(); torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+        seen = {}
+        class Spy:
+            order = 0
+            def before_fit(self, learn): seen['opt'] = type(learn.opt).__name__
+        rec = RecorderCB(lr=rec_lr)
+        learn = TrainLearner(model, dls, F.cross_entropy, lr=0.05, opt_func=partial(opt_cls, eps=1e-5),
+                             cbs=[AccelerateCB(cpu=True), Spy(), rec, BatchSchedCB(sched)])
+        learn.fit(2)
+        return rec.recs['lr'], model.state_dict(), seen['opt']
+    for sched in (partial(optim.lr_scheduler.StepLR, step_size=7, gamma=0.5), partial(optim.lr_scheduler.OneCycleLR, max_lr=0.05)):
+        if sched.func is optim.lr_scheduler.OneCycleLR: sched = partial(sched, total_steps=30)
+        l0,w0,o0 = run(optim.AdamW, sched)
+        l1,w1,o1 = run(AdamW, sched)
+        assert o0 == o1 == 'AcceleratedOptimizer' and len(l1) == 30
+        assert l1 == pytest.approx(l0, rel=1e-12) and len(set(l1)) > 1
+        for k in w0: torch.testing.assert_close(w1[k], w0[k], rtol=1e-5, atol=1e-6)
 
 def test_rank_seeds_differ_and_repeat():
     "rank_seed: differs by rank and by seed, the same each call; seed_rank seeds torch, random and numpy."
