@@ -382,11 +382,13 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         if accum > 1: cbs.append(GradAccumCB(accum))
         cbs += [TerminateOnNaNCB(), CheckpointCB(run/'checkpoint.pt', verbose=False)]
         torch.set_num_threads(auto_threads(since=cpu_start) if threads == 'auto' else threads)
-        if threads == 'auto': cbs.append(ThreadGuardCB())
+        # --threads auto: the guard keeps its thread count for the TTA pass after the fit (restore=False); --threads N: none
+        guard = ThreadGuardCB(restore=False, hint=' (set --threads to choose)') if threads == 'auto' else False
         # miniai's AdamW: torch's update and checkpoint format, without the import of torch._dynamo that every torch.optim
         # optimizer makes (about 1 s here, 20_optim). Under accelerate (which imports it anyway) torch's, which its wrapper expects.
         adamw = AdamW if procs == 1 else optim.AdamW
-        learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(adamw, eps=1e-5))
+        learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(adamw, eps=1e-5),
+                             thread_guard=guard)
         try: learn.fit(epochs, resume=resume)
         except (OSError, RuntimeError) as e:
             de = _disk_error(e)
