@@ -76,3 +76,20 @@ def test_course_table_is_true(course, ours):
             for n in names: assert _has(mod, n), f"{n} is not in {mod}"
     for mod in _modules(ours) or _modules(course):
         for n in ours_names: assert _has(mod, n), f"{n} is not in {mod}"
+
+FASTAI = _table('## Coming from fastai')
+
+@pytest.mark.parametrize('fastai,ours', FASTAI, ids=[r[0][:40] for r in FASTAI])
+def test_fastai_table_is_true(fastai, ours):
+    "Where the table says miniai has fastai's name, a Learner has it (miniai.recipes loaded, as miniai.all does)."
+    import miniai.all  # noqa: F401  (miniai.recipes adds the fit recipes and learn.recorder)
+    from miniai.learner import TrainLearner
+    if not ours.startswith(('the same', 'refused')): return
+    for t in _ticked(fastai):
+        for m in re.findall(r'learn\.(\w+)', t):
+            if ours.startswith('the same'): assert hasattr(TrainLearner, m), f"learn.{m}: the table says miniai has it"
+            else:  # refused: with an error that names it
+                with pytest.raises(AttributeError, match=m): getattr(TrainLearner.__new__(TrainLearner), m)
+
+def test_fastai_table_is_read():
+    assert len(FASTAI) >= 10
