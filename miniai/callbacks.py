@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB']
 
-# %% ../nbs/12b_callbacks.ipynb #b4917ec1
+# %% ../nbs/12b_callbacks.ipynb #e3322a14
 import csv, io, logging, math
 from copy import deepcopy
 from pathlib import Path
@@ -17,11 +17,11 @@ from .learner import Callback, MetricsCB
 from .safefile import save_state
 from .schedbase import get_field
 
-# %% ../nbs/12b_callbacks.ipynb #cb7a055e
+# %% ../nbs/12b_callbacks.ipynb #e95c7cad
 logger = logging.getLogger('miniai')
 logger.addHandler(logging.NullHandler())  # nothing printed or configured on import: the application decides
 
-# %% ../nbs/12b_callbacks.ipynb #2ef1e240
+# %% ../nbs/12b_callbacks.ipynb #e98a9a61
 def _scaler_unscale(scaler, opt):
     "Unscale `opt`'s gradients when `scaler` is an enabled torch GradScaler (its `step` then does not unscale again)."
     if isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled(): scaler.unscale_(opt)
@@ -37,7 +37,8 @@ class GradClipCB(Callback):
                 ):
         "Called once: checks the arguments."
         self.max_norm = check_num('max_norm', max_norm, lo=0, lo_open=True, what='a finite number > 0 (the largest gradient norm)')
-        self.norm_type = check_num('norm_type', norm_type, lo=0, lo_open=True, hi=math.inf, what='a number > 0 or math.inf (the p of the p-norm)')
+        inf = isinstance(norm_type, (int, float)) and norm_type == math.inf  # the max-norm, which check_num (finite) refuses
+        self.norm_type = math.inf if inf else check_num('norm_type', norm_type, lo=0, lo_open=True, what='a number > 0 or math.inf (the p of the p-norm)')
         self.norms = []
 
     def before_fit(self, learn):
@@ -62,7 +63,7 @@ def rec_grad_norm(cb)->float:
     if clip is None: raise ValueError("rec_grad_norm records GradClipCB's norms: add a GradClipCB(max_norm) to the callbacks")
     return clip.norms[-1] if clip.norms else math.nan
 
-# %% ../nbs/12b_callbacks.ipynb #4f844de9
+# %% ../nbs/12b_callbacks.ipynb #622994ba
 def ema_decay(n:int, # the number of EMA updates done so far, this one excluded
               decay:float, # the decay aimed at
               warmup:bool=False, # grow the decay with `n` as timm's ModelEmaV3 does
@@ -165,7 +166,7 @@ class EMACB(Callback):
         if miss: raise ValueError(f"EMACB.load_state_dict: the state lacks {miss}; it holds {sorted(state_dict)}")
         self._resume = state_dict
 
-# %% ../nbs/12b_callbacks.ipynb #7bb0b3ec
+# %% ../nbs/12b_callbacks.ipynb #bfcfab09
 def _is_main()->bool:
     "False on a process of a distributed run (accelerate, torchrun) other than rank 0: only the main process writes."
     import torch.distributed as dist
@@ -231,7 +232,7 @@ class CSVLoggerCB(Callback):
         "Make the next fit continue this file (applied in its `before_fit`)."
         self._resume = state_dict
 
-# %% ../nbs/12b_callbacks.ipynb #cbc223e3
+# %% ../nbs/12b_callbacks.ipynb #d40d1c02
 def _summary_writer():
     "torch's `SummaryWriter`, imported when needed: `tensorboard` is an optional dependency."
     try: from torch.utils.tensorboard import SummaryWriter
@@ -243,7 +244,9 @@ def _summary_writer():
 class TensorBoardCB(Callback):
     """Logs to TensorBoard event files in `log_dir`: after each optimizer update the loss and every param group's lr and
     momentum (tags `train/loss`, `lr/group<i>`, `mom/group<i>`), after each epoch the `MetricsCB` row (`epoch/<column>`),
-    with the number of updates as the step. Only the main process writes. Not run by `lr_find`."""
+    with the number of updates as the step. Only the main process writes. Not run by `lr_find`. Its state (the scalars
+    of the last step) is in checkpoints: a resumed fit purges from that step on and writes them again, so no step is
+    drawn twice."""
     order = MetricsCB.order + 1  # after MetricsCB has written the epoch's row
     during_lr_find = False
     def __init__(self, log_dir='runs', # the folder of the event files (TensorBoard's --logdir)
@@ -251,43 +254,60 @@ class TensorBoardCB(Callback):
                 ):
         "Called once: imports tensorboard (a clear error when missing) and checks the arguments."
         self.writer_cls = _summary_writer()
-        from miniai.checkpoint import check_folder
         if isinstance(log_dir, bytes) or not isinstance(log_dir, (str, Path)) or str(log_dir) == '':
             raise TypeError(f"log_dir={log_dir!r}: must be a folder path (a str or pathlib.Path, not empty)")
         self.log_dir,self.every,self.writer = Path(log_dir),check_num('every', every, lo=1, integer=True),None
+        self._resume,self._last,self._done = None,dict(step=-1, scalars={}),0
+
+    def _add(self, tag:str, v:float, step:int):
+        "Writes one scalar and remembers the scalars of the latest step (what a resume writes again)."
+        if step != self._last['step']: self._last = dict(step=step, scalars={})
+        self._last['scalars'][tag] = float(v)
+        self.writer.add_scalar(tag, float(v), step)
 
     def before_fit(self, learn):
-        "Called when a fit starts: opens a writer on the main process (a resumed fit purges the steps after its checkpoint)."
-        self._done = 0
+        "Called when a fit starts: opens a writer on the main process; a resumed fit purges the steps from its checkpoint's on."
+        st,self._resume = self._resume,None
+        ms = getattr(learn, 'metrics', None)
+        self._done = len(ms.history) if isinstance(ms, MetricsCB) and st is not None else 0
+        self._last = dict(step=-1, scalars={})
         if not _is_main(): return
         if self.log_dir.exists() and not self.log_dir.is_dir(): raise ValueError(f"log_dir={str(self.log_dir)!r}: is a file, not a folder")
-        self.writer = self.writer_cls(str(self.log_dir), purge_step=learn.n_updates if learn.resuming else None)
-        ms = getattr(learn, 'metrics', None)
-        self._done = len(ms.history) if isinstance(ms, MetricsCB) and learn.resuming else 0
+        self.writer = self.writer_cls(str(self.log_dir), purge_step=learn.n_updates if st is not None else None)
+        if st is not None and st['step'] == learn.n_updates:  # the purged step's scalars, written again once
+            for tag,v in st['scalars'].items(): self._add(tag, v, st['step'])
         logger.info("TensorBoardCB: writing to %s", self.log_dir)
 
     def after_step(self, learn):
         "Called after each optimizer step of a training batch: the loss, lr and momentum of every group (not for a skipped step)."
         if self.writer is None or not learn.training or learn.step_skipped or learn.n_updates % self.every: return
-        n,w = learn.n_updates,self.writer
-        w.add_scalar('train/loss', float(learn.loss), n)
+        n = learn.n_updates
+        self._add('train/loss', learn.loss.detach(), n)
         for i,pg in enumerate(learn.opt.param_groups):
-            w.add_scalar(f'lr/group{i}', float(pg['lr']), n)
-            try: w.add_scalar(f'mom/group{i}', float(get_field(pg, 'mom')), n)
+            self._add(f'lr/group{i}', pg['lr'], n)
+            try: self._add(f'mom/group{i}', get_field(pg, 'mom'), n)
             except ValueError: pass  # an optimizer without momentum (plain Adagrad...)
 
     def after_epoch(self, learn):
         "Called at the end of each pass: logs the rows MetricsCB finished since the last call."
         ms = getattr(learn, 'metrics', None)
-        if self.writer is None or not isinstance(ms, MetricsCB): return
-        for row in ms.history[self._done:]:
-            for k,v in row.items():
-                if k != 'epoch' and isinstance(v, (int, float)): self.writer.add_scalar(f'epoch/{k}', v, learn.n_updates)
+        if not isinstance(ms, MetricsCB): return
+        if self.writer is not None:
+            for row in ms.history[self._done:]:
+                for k,v in row.items():
+                    if k != 'epoch' and isinstance(v, (int, float)): self._add(f'epoch/{k}', v, learn.n_updates)
+            self.writer.flush()
         self._done = len(ms.history)
-        self.writer.flush()
     def after_fit(self, learn):
         "Called at the end of the fit: logs the last row (a fit that ended after a training pass)."
         self.after_epoch(learn)
     def cleanup_fit(self, learn):
         "Called after every fit, also a failed one: closes the writer (its files are complete)."
         if self.writer is not None: self.writer.close(); self.writer = None
+
+    def state_dict(self)->dict:
+        "The step last written and its scalars, for a checkpoint of the fit."
+        return deepcopy(self._last)
+    def load_state_dict(self, state_dict:dict):
+        "Make the next fit continue these event files (applied in its `before_fit`)."
+        self._resume = state_dict
