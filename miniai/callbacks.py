@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB']
 
-# %% ../nbs/12b_callbacks.ipynb #e3322a14
+# %% ../nbs/12b_callbacks.ipynb #b412034e
 import csv, io, logging, math
 from copy import deepcopy
 from pathlib import Path
@@ -17,11 +17,11 @@ from .learner import Callback, MetricsCB
 from .safefile import save_state
 from .schedbase import get_field
 
-# %% ../nbs/12b_callbacks.ipynb #e95c7cad
+# %% ../nbs/12b_callbacks.ipynb #359c52c0
 logger = logging.getLogger('miniai')
 logger.addHandler(logging.NullHandler())  # nothing printed or configured on import: the application decides
 
-# %% ../nbs/12b_callbacks.ipynb #e98a9a61
+# %% ../nbs/12b_callbacks.ipynb #c42835ac
 def _scaler_unscale(scaler, opt):
     "Unscale `opt`'s gradients when `scaler` is an enabled torch GradScaler (its `step` then does not unscale again)."
     if isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled(): scaler.unscale_(opt)
@@ -63,7 +63,7 @@ def rec_grad_norm(cb)->float:
     if clip is None: raise ValueError("rec_grad_norm records GradClipCB's norms: add a GradClipCB(max_norm) to the callbacks")
     return clip.norms[-1] if clip.norms else math.nan
 
-# %% ../nbs/12b_callbacks.ipynb #622994ba
+# %% ../nbs/12b_callbacks.ipynb #a0224f8c
 def ema_decay(n:int, # the number of EMA updates done so far, this one excluded
               decay:float, # the decay aimed at
               warmup:bool=False, # grow the decay with `n` as timm's ModelEmaV3 does
@@ -166,7 +166,7 @@ class EMACB(Callback):
         if miss: raise ValueError(f"EMACB.load_state_dict: the state lacks {miss}; it holds {sorted(state_dict)}")
         self._resume = state_dict
 
-# %% ../nbs/12b_callbacks.ipynb #bfcfab09
+# %% ../nbs/12b_callbacks.ipynb #dc019005
 def _is_main()->bool:
     "False on a process of a distributed run (accelerate, torchrun) other than rank 0: only the main process writes."
     import torch.distributed as dist
@@ -205,6 +205,12 @@ class CSVLoggerCB(Callback):
                              f"expects {keep} from earlier fits before this one's: was the file replaced?")
         self._prior = rows[:keep + 1] if keep else []
         self._n = keep
+        ms = learn.metrics  # the columns MetricsCB's rows will have, checked against the kept rows before training
+        cols = (['epoch'] + (['train_loss'] + [f'train_{k}' for k in ms.metrics if ms.train_metrics] if learn.do_train else []) +
+                (['valid_loss'] + list(ms.metrics) if learn.do_valid else []) + ['time'])
+        if self._prior and self._prior[0] != cols:
+            raise ValueError(f"CSVLoggerCB(append=True): {str(self.path)!r} has the columns {self._prior[0]}, this fit's "
+                             f"are {cols}: write to another file")
     def after_epoch(self, learn):
         "Called at the end of each pass: writes the file when MetricsCB finished a row."
         self._write(learn)
@@ -232,7 +238,7 @@ class CSVLoggerCB(Callback):
         "Make the next fit continue this file (applied in its `before_fit`)."
         self._resume = state_dict
 
-# %% ../nbs/12b_callbacks.ipynb #d40d1c02
+# %% ../nbs/12b_callbacks.ipynb #1459246c
 def _summary_writer():
     "torch's `SummaryWriter`, imported when needed: `tensorboard` is an optional dependency."
     try: from torch.utils.tensorboard import SummaryWriter
@@ -256,6 +262,7 @@ class TensorBoardCB(Callback):
         self.writer_cls = _summary_writer()
         if isinstance(log_dir, bytes) or not isinstance(log_dir, (str, Path)) or str(log_dir) == '':
             raise TypeError(f"log_dir={log_dir!r}: must be a folder path (a str or pathlib.Path, not empty)")
+        if Path(log_dir).exists() and not Path(log_dir).is_dir(): raise ValueError(f"log_dir={str(log_dir)!r}: is a file, not a folder")
         self.log_dir,self.every,self.writer = Path(log_dir),check_num('every', every, lo=1, integer=True),None
         self._resume,self._last,self._done = None,dict(step=-1, scalars={}),0
 
@@ -272,7 +279,6 @@ class TensorBoardCB(Callback):
         self._done = len(ms.history) if isinstance(ms, MetricsCB) and st is not None else 0
         self._last = dict(step=-1, scalars={})
         if not _is_main(): return
-        if self.log_dir.exists() and not self.log_dir.is_dir(): raise ValueError(f"log_dir={str(self.log_dir)!r}: is a file, not a folder")
         self.writer = self.writer_cls(str(self.log_dir), purge_step=learn.n_updates if st is not None else None)
         if st is not None and st['step'] == learn.n_updates:  # the purged step's scalars, written again once
             for tag,v in st['scalars'].items(): self._add(tag, v, st['step'])

@@ -240,6 +240,15 @@ def test_csv_failed_write_leaves_old_file(tmp_path, monkeypatch):
     assert p.read_bytes() == old
     assert [f.name for f in tmp_path.iterdir() if f.name.startswith('.m.csv')] == []  # no temporary file left
 
+def test_csv_append_other_columns_refused_before_training(tmp_path):
+    p = tmp_path/'m.csv'
+    p.write_text('epoch,train_loss,valid_loss,accuracy,time\n1,1.0,1.0,0.5,0.1\n')
+    learn,_ = _learn(tmp_path, CSVLoggerCB(p, append=True))
+    w0 = learn.model[0].weight.clone()
+    with pytest.raises(ValueError, match="has the columns"): learn.fit(1)
+    assert torch.equal(learn.model[0].weight, w0)  # refused at before_fit: nothing trained
+    assert p.read_text().startswith('epoch,train_loss,valid_loss,accuracy')
+
 def test_csv_needs_metrics_and_a_file(tmp_path):
     with pytest.raises(ValueError, match='MetricsCB'): fit(model(), big_batches(), CSVLoggerCB(tmp_path/'m.csv'))
     with pytest.raises(ValueError, match='folder'): CSVLoggerCB(tmp_path)
@@ -281,6 +290,12 @@ def test_tensorboard_resume_purges_steps_after_checkpoint(tmp_path, ck):
     assert [s for s,_ in got] == list(range(1, 19))  # each step once, though updates 13-14 were logged twice
     assert got == ref
     assert scalars(tmp_path/'b'/'tb', 'epoch/valid_loss') == scalars(tmp_path/'a'/'tb', 'epoch/valid_loss')
+
+def test_tensorboard_bad_log_dir(tmp_path):
+    pytest.importorskip('tensorboard')
+    (tmp_path/'f').write_text('x')
+    with pytest.raises(ValueError, match='is a file'): TensorBoardCB(tmp_path/'f')
+    with pytest.raises(TypeError, match='log_dir'): TensorBoardCB(3)
 
 def test_tensorboard_not_run_by_lr_find(tmp_path):
     pytest.importorskip('tensorboard')
