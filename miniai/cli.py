@@ -61,41 +61,57 @@ def make_parser()->argparse.ArgumentParser:
     p = _Parser(prog='miniai', description='miniai: train the Fashion-MNIST conv net with a scheduler.', allow_abbrev=False,
                 epilog="'miniai COMMAND -h' lists the options of a command.")
     sub = p.add_subparsers(dest='cmd', title='commands', metavar='COMMAND', parser_class=partial(_Parser, allow_abbrev=False))
-    f = sub.add_parser('fit', help='train and write metrics.csv, loss.png, sched.png and model.pt')
-    f.add_argument('--preset', choices=tuple(PRESETS), default='default',
-                   help="default: fast_net, a conv net shaped for the CPU (21_fastnet), 0.90 in seconds; conv: the course's conv "
-                        "net (the default until issue 11), 0.90 in about twice the time; best: the ResNet of 18_resnet with shifted and "
-                        "mirrored images and flip TTA (19_augment), 0.93 in about 2 minutes on 2 CPU cores; best-long: "
-                        "a wider ResNet, the same recipe, 0.94 in about 5 minutes")
+    f = sub.add_parser('fit', help='train and write metrics.csv, loss.png, sched.png and model.pt',
+                       description='Train a model on Fashion-MNIST; write metrics.csv, loss.png, sched.png, model.pt\n'
+                                   'and checkpoint.pt into a new run folder, and point OUT at it once all are written.',
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_FIT_EXAMPLES)
     _d = lambda k: ', '.join(f"{n} {v[k]:g}" for n,v in PRESETS.items())
-    f.add_argument('--epochs', type=_positive(int, '--epochs', hi=10**6), default=None, help=f'epochs (default: {_d("epochs")})')
-    f.add_argument('--lr', type=_positive(float, '--lr'), default=None, help=f'peak learning rate (default: {_d("lr")})')
-    f.add_argument('--bs', type=_positive(int, '--bs'), default=None, help=f'batch size (default: {_d("bs")})')
-    f.add_argument('--seed', type=_seed, default=42, help='random seed (default 42)')
-    f.add_argument('--sched', choices=('onecycle', 'cosine', 'none'), default='onecycle',
-                   help="lr schedule: miniai's OneCycle (lr and beta1), CosineAnnealing, or none (default onecycle)")
-    f.add_argument('--pct-start', type=_fraction, default=None, help='OneCycle: fraction of updates spent warming up (default 0.25)')
-    f.add_argument('--out', type=Path, default=Path('runs/latest'),
-                   help='link to the latest complete run; each run writes its own folder OUT.run-TIME-PID beside it (default runs/latest)')
-    f.add_argument('--n-train', type=_positive(int, '--n-train'), default=None, help='use only the first N training images')
-    f.add_argument('--n-valid', type=_positive(int, '--n-valid'), default=None, help='use only the first N test images')
-    f.add_argument('--data', type=Path, default=None, help='folder with the four Fashion-MNIST IDX files (default: $MINIAI_DATA, then Debian\'s package)')
-    f.add_argument('--quiet', action='store_true', help='no per-epoch table')
-    f.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
-                   help='fp32, or mixed precision: bf16 (CPU or recent GPUs) or fp16 with a gradient scaler (CUDA); '
-                        'auto (default): bf16 on a CPU that computes it natively (AVX-512 BF16 / AMX), else fp32')
-    f.add_argument('--accum', type=_positive(int, '--accum'), default=1,
-                   help='batches whose gradients are summed into one update (default 1); the schedule counts updates')
-    f.add_argument('--threads', type=_threads, default='auto',
-                   help="torch's intra-op threads: N, or auto (default): the idle cores at the start, dropping to 1 "
-                        "if the cores become shared during the fit")
-    f.add_argument('--procs', type=_positive(int, '--procs', hi=64), default=1,
-                   help='processes to train on (HF accelerate, launched with torch.distributed.run; gloo on CPU); '
-                        '--bs stays the global batch (default 1)')
-    f.add_argument('--run-dir', type=Path, default=None, help=argparse.SUPPRESS)  # set by --procs for its workers
-    f.add_argument('--resume', type=Path, default=None,
-                   help="continue the fit saved in this checkpoint (a run folder's checkpoint.pt, e.g. OUT/checkpoint.pt), with the same options")
+    g = f.add_argument_group('what to train')
+    g.add_argument('--preset', choices=tuple(PRESETS), default='default',
+                   help="the model and recipe (default: default). default: fast_net, 0.90 in seconds; conv: the "
+                        "course's conv net; best: a ResNet with augmentation and flip TTA, 0.937 in about 2 minutes on 2 "
+                        "CPU cores; best-long: a wider one, 0.942 in about 5")
+    g.add_argument('--epochs', type=_positive(int, '--epochs', hi=10**6), default=None, help=f'epochs (default: {_d("epochs")})')
+    g.add_argument('--n-train', type=_positive(int, '--n-train'), default=None, help='use only the first N training images (default: all 60000)')
+    g.add_argument('--n-valid', type=_positive(int, '--n-valid'), default=None, help='use only the first N test images (default: all 10000)')
+    g.add_argument('--data', type=Path, default=None, help="folder with the four Fashion-MNIST IDX files (default: $MINIAI_DATA, then Debian's package)")
+    g = f.add_argument_group('schedule')
+    g.add_argument('--lr', type=_positive(float, '--lr'), default=None, help=f'peak learning rate (default: {_d("lr")})')
+    g.add_argument('--sched', choices=('onecycle', 'cosine', 'none'), default='onecycle',
+                   help="miniai's OneCycle (lr and beta1), CosineAnnealing, or a constant lr (default: onecycle)")
+    g.add_argument('--pct-start', type=_fraction, default=None, help='OneCycle: the fraction of updates spent warming up (default: 0.25)')
+    g.add_argument('--bs', type=_positive(int, '--bs'), default=None, help=f'batch size (default: {_d("bs")})')
+    g.add_argument('--seed', type=_seed, default=42, help='random seed (default: 42)')
+    g = f.add_argument_group('precision and speed')
+    g.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                   help='fp32, or mixed precision: bf16, or fp16 with a gradient scaler (CUDA); auto (default): bf16 on a '
+                        'CPU that computes it natively (AVX-512 BF16 / AMX), else fp32')
+    g.add_argument('--accum', type=_positive(int, '--accum'), default=1,
+                   help='batches whose gradients make one update; the schedule counts updates (default: 1)')
+    g.add_argument('--threads', type=_threads, default='auto',
+                   help="torch's threads: N, or auto (default): the idle cores at the start, fewer if the cores become "
+                        "shared during the fit")
+    g = f.add_argument_group('output and resume')
+    g.add_argument('--out', type=Path, default=Path('runs/latest'),
+                   help='a link to the latest complete run; each run writes its own folder OUT.run-TIME-PID beside it '
+                        '(default: runs/latest)')
+    g.add_argument('--quiet', action='store_true', help='no table row per epoch')
+    g.add_argument('--resume', type=Path, default=None,
+                   help="continue the run saved in this checkpoint (OUT/checkpoint.pt); options left out take its values, "
+                        "a different value of one that changes the result is refused (default: none, a new run)")
+    g = f.add_argument_group('processes')
+    g.add_argument('--procs', type=_positive(int, '--procs', hi=64), default=1,
+                   help='processes to train on, through HF accelerate (launched with torch.distributed.run; gloo on CPU); '
+                        '--bs stays the global batch (default: 1)')
+    g.add_argument('--run-dir', type=Path, default=None, help=argparse.SUPPRESS)  # set by --procs for its workers
     return p
+
+_FIT_EXAMPLES = """examples:
+  miniai fit                                      # fast_net, 4 epochs: about 0.90 in seconds, into runs/latest
+  miniai fit --preset best --out runs/best        # the ResNet: about 0.937 in 2 minutes on 2 CPU cores
+  miniai fit --epochs 8 --lr 0.02 --sched cosine
+  miniai fit --resume runs/latest/checkpoint.pt   # after Ctrl-C or SIGTERM: continue the same run
+  miniai fit --procs 2                            # two processes through HF accelerate"""
 
 # %% ../nbs/08_cli.ipynb #e7a10c01
 _RUN_FILES = ('metrics.csv', 'loss.png', 'sched.png', 'model.pt', 'checkpoint.pt')  # what a run folder holds

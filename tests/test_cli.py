@@ -44,6 +44,20 @@ def one_clear_line(r, *contains, rc=2):
 def test_bad_arguments_one_line(args, msg):
     one_clear_line(run(*args), msg)
 
+def test_fit_help_is_a_short_manual():
+    "`miniai fit --help`: the options in groups, each with its default, and examples at the end."
+    r = run('fit', '--help')
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    out = r.stdout
+    groups = ['what to train:', 'schedule:', 'precision and speed:', 'output and resume:', 'processes:', 'examples:']
+    at = [out.index(g) for g in groups]
+    assert at == sorted(at), at
+    import miniai.cli as cli
+    f = cli.make_parser()._subparsers._group_actions[0].choices['fit']
+    for a in f._actions:
+        if a.help not in (None, '==SUPPRESS==') and a.dest not in ('help', 'quiet'): assert 'default' in a.help, a.dest
+    assert 'miniai fit --resume runs/latest/checkpoint.pt' in out
+
 def test_no_command_prints_usage_and_commands():
     r = run()  # was "error: the following arguments are required: cmd"
     assert r.returncode == 2 and r.stdout == ''
