@@ -1,7 +1,7 @@
 """Tests of miniai.callbacks (issue 19): GradClipCB against torch's clip_grad_norm_ in hand-written loops (plain, fp16
 GradScaler, accumulation, accelerate), EMACB against a hand-computed average and across an exact resume, CSVLoggerCB
 and TensorBoardCB across an interrupted and resumed fit (event files read back with tensorboard's reader), the logger."""
-import csv, logging, math, os, subprocess, sys
+import csv, json, logging, math, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -327,3 +327,39 @@ def test_ema_warns_through_logger_without_valid(caplog):
     with caplog.at_level('WARNING', logger='miniai'):
         fit(model(), big_batches(), EMACB(validate_ema=True))
     assert any('validate_ema' in r.message and r.name == 'miniai' for r in caplog.records)
+
+# --- under accelerate with 2 processes (gloo on CPU): only the main process writes; clip and EMA agree ---
+_JOB = r'''
+import json, os, sys, torch, torch.nn.functional as F
+from pathlib import Path
+from torch import nn
+from miniai.datasets import MemoryDL, DataLoaders
+from miniai.learner import Learner, TrainCB, MetricsCB
+from miniai.accel import AccelerateCB
+from miniai.callbacks import GradClipCB, EMACB, CSVLoggerCB, TensorBoardCB
+torch.set_num_threads(1)
+d = Path(sys.argv[1])
+g = torch.Generator().manual_seed(0)
+x = torch.randint(0, 256, (256, 4, 4), dtype=torch.uint8, generator=g); y = (x.float().mean((1, 2)) > 127).long()
+torch.manual_seed(0)
+m = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+acc,rank = AccelerateCB(cpu=True),int(os.environ['RANK'])  # set by torchrun: each rank names its own files
+clip,ema,met = GradClipCB(0.1),EMACB(0.8),MetricsCB()
+learn = Learner(m, DataLoaders(MemoryDL(x, y, 32), MemoryDL(x[:64], y[:64], 32)), F.cross_entropy, lr=0.5, thread_guard=False,
+                cbs=[TrainCB(), acc, clip, ema, met, CSVLoggerCB(d/f'm{rank}.csv'), TensorBoardCB(d/f'tb{rank}')])
+learn.fit(1)
+(d/f'r{rank}.json').write_text(json.dumps(dict(norms=clip.norms, ema=[v.sum().item() for v in ema.ema.values()])))
+'''
+
+def test_two_processes_only_main_writes(tmp_path):
+    pytest.importorskip('accelerate'); pytest.importorskip('tensorboard')
+    (tmp_path/'job.py').write_text(_JOB)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(ROOT), 'HF_HUB_OFFLINE': '1'}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                        str(tmp_path/'job.py'), str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    r0,r1 = (json.loads((tmp_path/f'r{i}.json').read_text()) for i in (0, 1))
+    assert len(r0['norms']) == 4 and r0['norms'] == r1['norms']  # the global norm of the all-reduced gradients
+    assert r0['ema'] == r1['ema']
+    assert (tmp_path/'m0.csv').exists() and not (tmp_path/'m1.csv').exists()
+    assert list((tmp_path/'tb0').iterdir()) and not (tmp_path/'tb1').exists()
