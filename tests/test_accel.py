@@ -324,11 +324,12 @@ def test_rank_seeds_differ_and_repeat():
 
 @real_data
 def test_gpu_check_cpu_mode():
-    "tools/gpu_check.sh --cpu: the GPU script's checks (1 and 2 processes, stop + resume exact, ranks' draws differ) on CPU."
+    "tools/gpu_check.sh --cpu: the GPU script's checks (mixed precision + accumulation resume, the CLI, accelerate on 1 and 2 processes: stop + resume exact, ranks' draws differ) on CPU."
     env = {**os.environ, 'PYTHON': sys.executable}
     res = _run(['bash', 'tools/gpu_check.sh', '--cpu'], env, timeout=240)
     assert res.returncode == 0, res.stdout[-3000:]
     assert res.stdout.count('lrs, metrics, weights and draws equal') == 3 and 'ranks drew different' in res.stdout
+    assert '24 updates on cpu, weights equal' in res.stdout and 'miniai fit --precision bf16 --accum 2' in res.stdout
     assert res.stdout.rstrip().endswith('gpu_check: all OK')
     bad = _run(['bash', 'tools/gpu_check.sh', '--gpu'], env)
     assert bad.returncode == 2 and 'unknown option --gpu' in bad.stdout

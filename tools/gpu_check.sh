@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Checks miniai's accelerate paths on CUDA (about 2-4 minutes on one GPU; the 2-process part needs 2 GPUs):
+# Checks miniai's fp16 and accelerate paths on CUDA (a few minutes at most on one GPU; the 2-process part needs 2 GPUs):
+#   0. a plain Learner with MixedPrecisionCB('fp16') (GradScaler) + GradAccumCB(2), stopped and resumed exactly;
+#      then `miniai fit --precision fp16 --accum 2` (the CLI);
 #   1. a 1-process AccelerateCB fit with fp16 (accelerate's GradScaler) and GradAccumCB(2), uninterrupted;
 #   2. the same fit stopped after 3 updates (checkpoint) and resumed: the same lrs, updates and weights as 1.;
 #   3. with 2 GPUs (or --cpu): a 2-process DDP fit (torchrun), stopped and resumed the same way, ranks' draws differ.
-# Usage: tools/gpu_check.sh [--cpu]      --cpu: the same checks on CPU (precision 'no', gloo), e.g. in the tests.
+# Usage: tools/gpu_check.sh [--cpu]      --cpu: the same checks on CPU (bf16 for 0., precision 'no' for accelerate, gloo), e.g. in the tests.
 # Exit status 0 and "gpu_check: all OK" at the end when every check passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +40,42 @@ assert all(da[(e, i)] == v for e,i,v in rb['draws']), 'random draws differ after
 print(f"gpu_check:   rank {r}: {ra['updates']} updates, lrs, metrics, weights and draws equal; valid accuracy {ra['history'][-1]['accuracy']:.4f}")
 PYEOF
 }
+
+MP=$([ $CPU = 1 ] && echo bf16 || echo fp16)
+echo "gpu_check: plain Learner, MixedPrecisionCB('$MP') (a GradScaler with fp16) + GradAccumCB(2): stopped after 3 updates and resumed = uninterrupted"
+"$PY" - "$D" "$MP" <<'PYEOF'
+import sys, torch, torch.nn.functional as F
+from functools import partial
+from miniai.activations import set_seed
+from miniai.checkpoint import CheckpointCB
+from miniai.datasets import get_dls
+from miniai.init import conv_net
+from miniai.learner import TrainLearner, GradAccumCB, DeviceCB
+from miniai.precision import MixedPrecisionCB
+from miniai.sched import BatchSchedCB, OneCycle
+from tools.accel_fit import StopAfterCB
+d,mp = sys.argv[1:]
+dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+def fit(stop=None, resume=None):
+    set_seed(42)
+    learn = TrainLearner(conv_net(), get_dls(bs=64, n_train=1536, n_valid=500), F.cross_entropy, lr=6e-2, thread_guard=False,
+                         opt_func=partial(torch.optim.AdamW, eps=1e-5),
+                         cbs=[DeviceCB(dev), MixedPrecisionCB(mp), GradAccumCB(2), BatchSchedCB(partial(OneCycle, pct_start=0.25)),
+                              CheckpointCB(f'{d}/mp.ck', verbose=False)] + ([StopAfterCB(stop)] if stop else []))
+    learn.fit(2, resume=resume)
+    return learn
+a = fit()
+fit(stop=3)
+b = fit(resume=f'{d}/mp.ck')
+assert a.n_updates == b.n_updates, (a.n_updates, b.n_updates)
+bad = [k for k,v in a.model.state_dict().items() if not torch.equal(v, b.model.state_dict()[k])]
+assert not bad, ('weights differ after the resume', bad[:3])
+sc = a.scaler.get_scale() if a.scaler.is_enabled() else None
+assert sc == (b.scaler.get_scale() if b.scaler.is_enabled() else None), 'grad scaler scale differs'
+print(f"gpu_check:   {a.n_updates} updates on {dev}, weights equal; grad scaler {'scale %g' % sc if sc else 'off (bf16)'}")
+PYEOF
+echo "gpu_check: miniai fit --precision $MP --accum 2 (the CLI, one process)"
+"$PY" -m miniai fit --precision $MP --accum 2 --n-train 2048 --n-valid 500 --epochs 1 --quiet --out "$D/cli" --threads 1
 
 echo "gpu_check: 1 process, precision $PREC, GradAccumCB(2): uninterrupted, then stopped after 3 updates and resumed"
 "$PY" tools/accel_fit.py "${ARGS[@]}" --record "$D/one"
