@@ -270,23 +270,10 @@ def _metrics_csv(history, tta=None)->bytes:
                     f"{r.get('accuracy', float('nan')):.6f}", f"{r['time']:.3f}"] + last)
     return buf.getvalue().encode()
 
-def _loss_fig(train_losses, # the training loss of each optimizer update (`RecorderCB(loss=rec_loss).recs['loss']`)
-              history, # `MetricsCB.history`: one row per epoch, its 'epoch' counted from 0
-              epochs # the epoch of each training loss (that recorder's `epochs`)
-             ):
-    """Called by `fit_fashion_mnist` for loss.png: the training loss of every update and the validation loss at the end
-    of each epoch, on a log scale, with the epochs marked and numbered from 1 (as in metrics.csv). Returns the `Fig`."""
-    from miniai.core import Fig
-    from miniai.sched import _mark_epochs
-    fig = Fig(figsize=(6.4, 4)); ax = fig.subplots()
-    ax.plot(range(len(train_losses)), train_losses, alpha=0.7, label='training (each update)')
-    ends = {e: i + 1 for i,e in enumerate(epochs)}  # where each epoch's last update ends
-    rows = [r for r in history if r['epoch'] in ends]
-    ax.plot([ends[r['epoch']] for r in rows], [r['valid_loss'] for r in rows], 'o-', label='validation (end of each epoch)')
-    _mark_epochs(ax, epochs)
-    ax.set_title('loss'); ax.set_xlabel('optimizer update'); ax.set_ylabel('cross-entropy loss (log scale)')
-    ax.set_yscale('log'); ax.legend(fontsize='small')
-    return fig
+def _loss_fig(train_losses, history, epochs):
+    "Called by `fit_fashion_mnist` for loss.png: `miniai.schedcb.loss_fig` of the run, labelled for its loss."
+    from miniai.schedcb import loss_fig
+    return loss_fig(train_losses, epochs, history, ylabel='cross-entropy loss (log scale)')
 
 def _weights(model)->bytes:
     "model.pt's bytes: the weights in the file `learn.load` reads (safetensors, checksummed: it runs no code when loaded)."

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB',
            'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB',
-           'sched_values', 'plot_sched']
+           'loss_fig', 'sched_values', 'plot_sched']
 
 # %% ../nbs/06b_schedcb.ipynb #c085f26f
 import inspect, math
@@ -382,6 +382,50 @@ class RecorderCB(Callback):
             if log_lr and k == 'lr': ax.set_yscale('log')
         if path is not None: save_fig(fig, path)
         return fig
+
+    # fastai's `learn.recorder` names, for readers coming from fastai (miniai keeps the metrics in `MetricsCB.history`)
+    def plot_loss(self, path=None # also save the figure here (atomically)
+                 )->Fig:
+        """Called after a fit, as fastai's `recorder.plot_loss()`: the training loss of every update (record it:
+        `RecorderCB(loss=rec_loss, ...)`) and, with a `MetricsCB`, the validation loss of every epoch. Changes nothing."""
+        if 'loss' not in self.recs:
+            raise ValueError(f"plot_loss: this recorder records {list(self.recs)}, not the loss; "
+                             f"record it with RecorderCB(loss=rec_loss, lr=rec_lr, ...)")
+        m = getattr(getattr(self, 'learn', None), 'metrics', None)
+        fig = loss_fig(self.recs['loss'], self.epochs, getattr(m, 'history', None))
+        if path is not None: save_fig(fig, path)
+        return fig
+    @property
+    def lrs(self)->list:
+        "fastai's `recorder.lrs`: the lr of every update (of param group 0; `group_recs['lr']` has every group's)."
+        if 'lr' not in self.recs: raise AttributeError(f"lrs: this recorder records {list(self.recs)}, not the lr (add lr=rec_lr)")
+        return self.recs['lr']
+    @property
+    def values(self)->list:
+        """fastai's `recorder.values`: one list per epoch of the losses and metrics (the columns of the metrics table
+        but `epoch` and `time`), read from the fit's `MetricsCB`."""
+        m = getattr(getattr(self, 'learn', None), 'metrics', None)
+        if m is None or not hasattr(m, 'history'):
+            raise AttributeError("values: the per-epoch losses and metrics are kept by MetricsCB (learn.metrics.history); "
+                                 "this fit had none")
+        return [[v for k,v in r.items() if k not in ('epoch', 'time')] for r in m.history]
+
+def loss_fig(train_losses, # the training loss of each optimizer update (`RecorderCB(loss=rec_loss).recs['loss']`)
+             epochs, # the epoch (counted from 0) of each of those losses (that recorder's `epochs`)
+             history=None, # `MetricsCB.history` (one row per epoch): adds its valid_loss at the end of each epoch
+             ylabel:str='loss (log scale)'
+            )->Fig:
+    """The training loss of every update and the validation loss at the end of each epoch, on a log scale, with the
+    epochs marked and numbered from 1. Used by `RecorderCB.plot_loss` and by `miniai fit` for loss.png."""
+    fig = Fig(figsize=(6.4, 4)); ax = fig.subplots()
+    ax.plot(range(len(train_losses)), train_losses, alpha=0.7, label='training (each update)')
+    ends = {e: i + 1 for i,e in enumerate(epochs)}  # where each epoch's last update ends
+    rows = [r for r in (history or []) if r['epoch'] in ends and 'valid_loss' in r]
+    if rows: ax.plot([ends[r['epoch']] for r in rows], [r['valid_loss'] for r in rows], 'o-', label='validation (end of each epoch)')
+    _mark_epochs(ax, epochs)
+    ax.set_title('loss'); ax.set_xlabel('optimizer update'); ax.set_ylabel(ylabel)
+    ax.set_yscale('log'); ax.legend(fontsize='small')
+    return fig
 
 # %% ../nbs/06b_schedcb.ipynb #6a04527a
 def sched_values(sched, # as for `BatchSchedCB`: a callable taking the optimizer, or an annealer

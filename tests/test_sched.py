@@ -681,3 +681,24 @@ def test_driving_names_keep_their_old_import_path():
     import miniai.sched as sched, miniai.schedcb as schedcb, miniai.schedbase as schedbase
     for nm in schedcb.__all__ + ['_mark_epochs']: assert getattr(sched, nm) is getattr(schedcb, nm), nm
     assert sched.check_T_max is schedbase.check_T_max and 'BatchSchedCB' not in sched.__all__
+
+def test_recorder_has_fastais_names():
+    "fastai's recorder.plot_loss(), .lrs and .values on RecorderCB, and clear errors when what they need is not recorded."
+    from miniai.learner import TrainLearner, MetricsCB
+    from miniai.schedcb import RecorderCB, rec_lr, rec_loss
+    from miniai.core import Fig
+    torch.manual_seed(0)
+    x = torch.randn(64, 4); y = x.sum(1, keepdim=True)
+    b = [(x[i:i+16], y[i:i+16]) for i in range(0, 64, 16)]
+    class DLs: train,valid = b,b[:1]
+    rec,bare = RecorderCB(lr=rec_lr, loss=rec_loss),RecorderCB(mom=lambda cb: 0.)
+    m = MetricsCB(); m._log = lambda row: None
+    learn = TrainLearner(torch.nn.Linear(4, 1), DLs(), lr=0.05, cbs=[m, rec, bare], thread_guard=False)
+    learn.fit(2)
+    assert rec.lrs == rec.recs['lr'] and len(rec.lrs) == 8
+    assert rec.values == [[r['train_loss'], r['valid_loss']] for r in m.history] and len(rec.values) == 2
+    fig = rec.plot_loss()
+    ax, = fig.axes
+    assert isinstance(fig, Fig) and len(ax.lines[0].get_ydata()) == 8 and list(ax.lines[1].get_ydata()) == [r['valid_loss'] for r in m.history]
+    with pytest.raises(ValueError, match=r'record it with RecorderCB\(loss=rec_loss'): bare.plot_loss()
+    with pytest.raises(AttributeError, match='not the lr'): bare.lrs
