@@ -19,7 +19,8 @@ from .schedbase import get_field
 
 # %% ../nbs/12b_callbacks.ipynb #359c52c0
 logger = logging.getLogger('miniai')
-logger.addHandler(logging.NullHandler())  # nothing printed or configured on import: the application decides
+if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):  # once, however often this runs
+    logger.addHandler(logging.NullHandler())  # nothing printed or configured on import: the application decides
 
 # %% ../nbs/12b_callbacks.ipynb #c42835ac
 def _scaler_unscale(scaler, opt):
