@@ -232,5 +232,5 @@ def _check_moms(moms, pgs)->tuple:
 
 # %% ../nbs/06_sched.ipynb #33396dd4
 from .schedcb import (LENGTH_PARAMS, FILL_UNLESS, PLACEHOLDERS, fill_length, is_annealer, make_sched, BaseSchedCB,
-                            BatchSchedCB, EpochSchedCB, rec_lr, rec_mom, rec_wd, rec_loss, save_fig, _mark_epochs, RecorderCB,
+                            BatchSchedCB, EpochSchedCB, rec_lr, rec_mom, rec_wd, rec_loss, save_fig, _mark_epochs, RecorderCB, loss_fig,
                             sched_values, plot_sched)
