@@ -9,34 +9,8 @@ __all__ = ['OneCycle', 'set_seed', 'get_dls', 'CosineAnnealing', 'BatchSchedCB',
 # %% ../nbs/15_course_xtras.ipynb #514cf010
 from .activations import set_seed
 from .datasets import get_dls
-from .sched import OneCycle as _OneCycle
-from .sched import (CosineAnnealing, BatchSchedCB, EpochSchedCB, RecorderCB, rec_lr, rec_mom, plot_sched)
+from .sched import (OneCycle, CosineAnnealing, BatchSchedCB, EpochSchedCB, RecorderCB, rec_lr, rec_mom, plot_sched)
 from .recipes import combined_cos  # importing miniai.recipes adds fit_one_cycle & co. to Learner
-
-# %% ../nbs/15_course_xtras.ipynb #4e74a058
-_MAP = ("OneCycle{args}: only the optimizer and T_max may be positional here. miniai's OneCycle is "
-        "OneCycle(optimizer, T_max, max_lr=None, pct_start=0.25, div=25., div_final=1e5, moms=(0.95, 0.85, 0.95)), "
-        "so a third positional argument would be max_lr, the PEAK lr{zero}. Name the arguments: "
-        "OneCycle(opt, {T}, max_lr=...) (default: the optimizer's lr). If you meant the final lr (as CosineAnnealingLR's "
-        "eta_min), OneCycle already ends at max_lr/div_final: pass div_final=max_lr/final_lr. For torch's scheduler use "
-        "partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=..., total_steps=...)")
-
-class OneCycle(_OneCycle):
-    """miniai's `OneCycle` (`miniai.sched`) for course code: only `optimizer` and `T_max` may be positional, the rest
-    must be named, so that a course-style `OneCycle(opt, 100, 0.)` cannot silently mean `max_lr=0.0`."""
-    def __init__(self, optimizer, # the optimizer whose groups are scheduled
-                 T_max:int=None, # number of optimizer updates (filled by `BatchSchedCB`)
-                 *args, # refused, with the mapping from the course's arguments to miniai's
-                 **kwargs # named arguments of miniai's `OneCycle`: max_lr, pct_start, div, div_final, moms, anneal, three_phase
-                ):
-        "Called once before training: refuses positional arguments after `T_max`, then builds miniai's `OneCycle`."
-        if args:
-            shown = ', '.join(['opt', repr(T_max)] + [repr(a) for a in args])
-            zero = (', so this call would keep the lr at 0 for the whole run'
-                    if isinstance(args[0], (int, float)) and args[0] == 0 else '')
-            raise TypeError(_MAP.format(args=f'({shown})', zero=zero, T=T_max))
-        super().__init__(optimizer, T_max, **kwargs)
-
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
-_all_ = ['set_seed', 'get_dls', 'CosineAnnealing', 'BatchSchedCB', 'EpochSchedCB', 'RecorderCB', 'rec_lr', 'rec_mom',
-         'plot_sched', 'combined_cos']
+_all_ = ['OneCycle', 'set_seed', 'get_dls', 'CosineAnnealing', 'BatchSchedCB', 'EpochSchedCB', 'RecorderCB', 'rec_lr',
+         'rec_mom', 'plot_sched', 'combined_cos']
