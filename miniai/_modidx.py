@@ -802,6 +802,4 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'miniai.warmupdecay._fail': ('warmupdecay.html#_fail', 'miniai/warmupdecay.py'),
                                     'miniai.warmupdecay._levels': ('warmupdecay.html#_levels', 'miniai/warmupdecay.py'),
                                     'miniai.warmupdecay._n_steps': ('warmupdecay.html#_n_steps', 'miniai/warmupdecay.py'),
-                                    'miniai.warmupdecay._per_group': ('warmupdecay.html#_per_group', 'miniai/warmupdecay.py')},
-            'miniai.xtras': { 'miniai.xtras.OneCycle': ('course_xtras.html#onecycle', 'miniai/xtras.py'),
-                              'miniai.xtras.OneCycle.__init__': ('course_xtras.html#onecycle.__init__', 'miniai/xtras.py')}}}
+                                    'miniai.warmupdecay._per_group': ('warmupdecay.html#_per_group', 'miniai/warmupdecay.py')}}}
