@@ -29,6 +29,7 @@ from torcheval.metrics import Mean
 
 from .groups import NORM_TYPES, _lrs
 from .core import short_repr, check_num, check_bool, Fig
+from .threads import cpu_sample, idle_cores
 from .safefile import CheckpointError, save_state, load_state
 
 # %% ../nbs/02_learner.ipynb #18e1146e
@@ -95,7 +96,7 @@ class ThreadGuardCB(Callback):
                  hint:str='', # appended to the printed line (how to turn the guard off)
                  clock=time.perf_counter, # the clock batches are timed with (a test passes a fake one)
                  check_after:float=0.25, # seconds of training after which the free cores are measured once (None: never)
-                 free_cores=None # `free_cores(since)`: cores left free since the sample `since`; default /proc/stat's (`miniai.cli.idle_cores`)
+                 free_cores=None # `free_cores(since)`: cores left free since the sample `since`; default `miniai.threads.idle_cores`
                 ):
         "Called once: checks and stores the settings."
         self.factor = check_num('factor', factor, lo=1, lo_open=True)
@@ -110,7 +111,6 @@ class ThreadGuardCB(Callback):
         self.times,self.slow,self.t,self.dropped,self.threads = deque(maxlen=50),0,None,False,torch.get_num_threads()
         self.t0,self.since = None,None
         if self.check_after is not None and self.threads > 1:
-            from miniai.cli import cpu_sample, idle_cores  # /proc/stat readings, as `miniai fit --threads auto` takes them
             self.since = cpu_sample()
             if self.free_cores is None: self.free_cores = partial(idle_cores, 0.)
     def before_batch(self, learn):
