@@ -34,3 +34,22 @@ def run_in_kernel(path:Path, timeout:int=600)->list:
 def test_notebook_runs_in_a_fresh_kernel(nb):
     problems = run_in_kernel(nb)
     assert not problems, '\n'.join(problems)
+
+def _next_link(path:Path):
+    "The notebook a notebook's last cell points the reader to (`Next: [`X`](X.ipynb) ...`), or None."
+    import re
+    c = json.loads(path.read_text())['cells'][-1]
+    m = re.match(r"Next: \[`([^`]+)`\]\(([^)]+)\.ipynb\)", ''.join(c['source'])) if c['cell_type'] == 'markdown' else None
+    if m: assert m.group(1) == m.group(2), f"{path.name}: the link's text {m.group(1)} and target {m.group(2)} differ"
+    return m and m.group(2)
+
+def test_the_next_links_walk_every_notebook_once():
+    "From 01_datasets, following each notebook's closing `Next:` link reaches every notebook once, ending at 10_all."
+    names,seen,nb = {p.stem for p in NBS},[],'01_datasets'
+    while nb is not None:
+        assert nb in names, f"{seen[-1]} links to {nb}.ipynb, which does not exist"
+        assert nb not in seen, f"the Next: links loop: {' -> '.join(seen + [nb])}"
+        seen.append(nb); nb = _next_link(Path(NBS[0].parent)/f'{nb}.ipynb')
+    assert seen[-1] == '10_all', f"the chain ends at {seen[-1]}, not at 10_all"
+    missing = sorted(names - set(seen))
+    assert not missing, f"no Next: link leads to {missing}"
