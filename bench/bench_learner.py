@@ -45,7 +45,7 @@ def bench_learner(rounds:int=6, n_train:int=None)->dict:
     train,valid = _batches(dls.train),_batches(dls.valid)
     model0 = conv_net()
     opt_func = partial(optim.AdamW, eps=1e-5)
-    m_hand,m_l,m_p = deepcopy(model0),deepcopy(model0),deepcopy(model0)
+    m_hand,m_l,m_p,m_g = deepcopy(model0),deepcopy(model0),deepcopy(model0),deepcopy(model0)
     opt_hand = opt_func(m_hand.parameters(), lr=1e-3)
     dl_pair = type('DLs', (), dict(train=train, valid=valid))()
     learn = TrainLearner(m_l, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func,
@@ -54,12 +54,17 @@ def bench_learner(rounds:int=6, n_train:int=None)->dict:
     learn.cbs[0]._log = lambda row: None
     learn_p = TrainLearner(m_p, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func,
                            cbs=[MetricsCB(accuracy=MulticlassAccuracy()), ProgressCB(bars=False, file=sink)])
-    times = {'hand loop': [], 'TrainLearner + MetricsCB': [], '+ ProgressCB': []}
+    # the thread guard every fit carries by default, off: its cost is the ratio of the two TrainLearner rows
+    learn_g = TrainLearner(m_g, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func, thread_guard=False,
+                           cbs=[MetricsCB(accuracy=MulticlassAccuracy())])
+    learn_g.cbs[0]._log = lambda row: None
+    times = {'hand loop': [], 'TrainLearner + MetricsCB': [], '+ ProgressCB': [], 'TrainLearner + MetricsCB, thread_guard=False': []}
     hand_epoch(m_hand, opt_hand, train[:3], valid[:1])  # warm-up
     for r in range(rounds):
         for name,run in (('hand loop', lambda: hand_epoch(m_hand, opt_hand, train, valid)),
                          ('TrainLearner + MetricsCB', lambda: learn.fit(1)),
-                         ('+ ProgressCB', lambda: learn_p.fit(1))):
+                         ('+ ProgressCB', lambda: learn_p.fit(1)),
+                         ('TrainLearner + MetricsCB, thread_guard=False', lambda: learn_g.fit(1))):
             t = time.perf_counter(); run(); times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k,v in times.items()}
     base = med['hand loop']
@@ -68,4 +73,4 @@ def bench_learner(rounds:int=6, n_train:int=None)->dict:
 
 if __name__ == '__main__':
     res = bench_learner()
-    for k,v in res['seconds_per_epoch'].items(): print(f"{k:28s} {v:6.3f} s/epoch  ratio {res['ratio'][k]:.3f}")
+    for k,v in res['seconds_per_epoch'].items(): print(f"{k:46s} {v:6.3f} s/epoch  ratio {res['ratio'][k]:.3f}")
