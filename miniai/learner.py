@@ -515,6 +515,10 @@ _FASTAI_NAMES = dict(  # fastai's Learner names that miniai has not, each with t
     show_results="miniai has no show_results: preds, targs = learn.get_preds(), then plot what you need",
     path="miniai keeps no learn.path: learn.save, CheckpointCB and SaveBestCB take the file to write",
     model_dir="miniai keeps no learn.model_dir: learn.save, CheckpointCB and SaveBestCB take the file to write",
+    fit_one_cycle="learn.fit_one_cycle is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
+    fit_flat_cos="learn.fit_flat_cos is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
+    fit_sgdr="learn.fit_sgdr is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
+    fine_tune="learn.fine_tune is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
 )
 
 def no_scaler():
@@ -1205,30 +1209,6 @@ def _group_lrs(self:Learner, lr)->list:
     idx = _layer_of(self._make_opt(self.lr).param_groups)
     lrs = _lrs(lr, idx[-1] + 1)
     return [lrs[i] for i in idx]
-
-@patch
-def fine_tune(self:Learner, epochs:int, # epochs of the whole model, after the frozen ones
-              base_lr:float=2e-3, # the last group's peak lr while frozen; half of it after
-              freeze_epochs:int=1, # epochs with only the last layer group training
-              lr_mult:float=100, # after unfreezing, the first layer group's peak lr is the last's / lr_mult
-              pct_start:float=0.3, # warmup fraction of the unfrozen `fit_one_cycle`
-              div:float=5.0, # its lr starts at peak/div
-              **kwargs # passed to both `fit_one_cycle`s (cbs, wd, moms, ...)
-             ):
-    """fastai's `fine_tune`: `freeze()`, `fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99)`, `unfreeze()`,
-    `fit_one_cycle(epochs, slice(base_lr/2/lr_mult, base_lr/2), pct_start=pct_start, div=div)`, an lr per layer group.
-    Needs two layer groups (see `freeze`). Changes the model, `learn.opt`; every parameter trains at the end."""
-    import miniai.recipes  # defines Learner.fit_one_cycle; it builds on this module, so it is imported when needed
-    from miniai.learner import Learner as _Learner
-    fit_one_cycle = _Learner.fit_one_cycle
-    epochs,freeze_epochs = check_num('epochs', epochs, lo=0, integer=True),check_num('freeze_epochs', freeze_epochs, lo=0, integer=True)
-    base_lr,lr_mult = _check_lr(base_lr),check_num('lr_mult', lr_mult, lo=1)
-    self.freeze()
-    try:
-        if freeze_epochs: fit_one_cycle(self, freeze_epochs, self._group_lrs(slice(base_lr)), pct_start=0.99, **kwargs)
-    finally: self.unfreeze()
-    base_lr /= 2
-    fit_one_cycle(self, epochs, self._group_lrs(slice(base_lr/lr_mult, base_lr)), pct_start=pct_start, div=div, **kwargs)
 
 class _Text(str):
     "A string that a notebook shows as itself (a table), not as its repr."

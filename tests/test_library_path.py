@@ -323,21 +323,26 @@ def test_fastai_names_miniai_has_not_name_the_miniai_way(name, says):
     with pytest.raises(AttributeError, match=r"^'TrainLearner' object has no attribute 'no_such_name'$"): learn.no_such_name
 
 def test_recorder_named_without_recipes_and_there_with_them():
-    "Without miniai.recipes, learn.recorder says where it comes from; with it, it is the learner's RecorderCB."
+    """Without miniai.recipes, learn.recorder and fastai's recipes (fine_tune, fit_one_cycle) say where they come from;
+    with it, the recorder is the learner's RecorderCB and the recipes are methods."""
     src = textwrap.dedent('''
         import torch.nn.functional as F
         from torch import nn
         from miniai.learner import TrainLearner
         learn = TrainLearner(nn.Linear(4, 2), ([], []), F.cross_entropy)
-        try: learn.recorder
-        except AttributeError as e: print(e)
+        for n in ('recorder', 'fine_tune', 'fit_one_cycle'):
+            try: getattr(learn, n)
+            except AttributeError as e: print(e)
         import miniai.recipes
-        print(type(learn.recorder).__name__)
+        print(type(learn.recorder).__name__, callable(learn.fine_tune), callable(learn.fit_one_cycle))
     ''')
     r = subprocess.run([sys.executable, '-c', src], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
-    assert out[0].startswith('learn.recorder: miniai has no learn.recorder of its own: add a RecorderCB') and out[1] == 'RecorderCB'
+    assert out[0].startswith('learn.recorder: miniai has no learn.recorder of its own: add a RecorderCB')
+    for n,line in zip(('fine_tune', 'fit_one_cycle'), out[1:3]):
+        assert line == f"learn.{n}: learn.{n} is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner"
+    assert out[3] == 'RecorderCB True True'
 
 # ------------------------------------------------------------------ 5. resuming a finished fit
 def test_resume_of_a_finished_fit_says_it_is_complete(tmp_path):
