@@ -4,7 +4,7 @@ course table's names import from the modules it names.
 The blocks run as written, with two cuts so the whole file takes seconds: Fashion-MNIST is cut to its first 2,048
 training and 512 test images (`get_dls` is wrapped before the block imports miniai), and torch uses one thread. The
 blocks run in a temporary folder (they may write checkpoints)."""
-import fnmatch, importlib, re, subprocess, sys
+import fnmatch, importlib, itertools, json, re, subprocess, sys
 from pathlib import Path
 import pytest
 from conftest import real_data
@@ -41,8 +41,9 @@ def _table(heading:str)->list:
     "The rows of the first markdown table after `heading` in README.md, as lists of cells."
     text = (ROOT/'README.md').read_text()
     part = text[text.index(heading):]
-    rows = [l for l in part.splitlines() if l.startswith('|')]
-    rows = rows[:next((i for i in range(1, len(rows)) if not rows[i].startswith('|')), len(rows))]
+    lines = part.splitlines()
+    start = next(i for i,l in enumerate(lines) if l.startswith('|'))
+    rows = [l for l in itertools.takewhile(lambda l: l.startswith('|'), lines[start:])]  # this table only
     return [[c.strip() for c in r.strip('|').split('|')] for r in rows[2:]]
 
 def _ticked(cell:str)->list: return re.findall(r'`([^`]+)`', cell)
@@ -93,3 +94,53 @@ def test_fastai_table_is_true(fastai, ours):
 
 def test_fastai_table_is_read():
     assert len(FASTAI) >= 10
+
+NBS = {p.stem: p for p in (ROOT/'nbs').glob('*.ipynb')}
+TUTORIAL = _table('## The tutorial: the notebooks in reading order')
+
+def _default_exp(nb:Path):
+    "The module a notebook exports to (its `#| default_exp`), or None."
+    for c in json.loads(nb.read_text())['cells']:
+        if m := re.search(r'^#\| default_exp (\S+)', ''.join(c['source']), re.M): return m.group(1)
+
+def test_tutorial_table_has_each_notebook_once_with_its_module():
+    "One row per notebook in nbs/, no row for a notebook that is not there; the module a row names is the one its notebook exports."
+    stems = [_ticked(r[0])[0] for r in TUTORIAL]
+    assert len(stems) == len(set(stems)), f"a notebook is listed twice: {stems}"
+    assert set(stems) == set(NBS), f"missing from the table: {sorted(set(NBS) - set(stems))}; not in nbs/: {sorted(set(stems) - set(NBS))}"
+    for r in TUTORIAL:
+        mods,exp = _modules(r[1]),_default_exp(NBS[_ticked(r[0])[0]])
+        assert mods == ([f'miniai.{exp}'] if exp else []), f"{r[0]} exports {exp}, the table says {r[1]}"
+
+def test_tutorial_table_run_all_times_are_the_measured_ones():
+    "The Run All column shows docs/nb_times.json's seconds (written by tools/nb_times.py), rounded to whole seconds."
+    times = json.loads((ROOT/'docs'/'nb_times.json').read_text())['times']
+    for r in TUTORIAL:
+        nb = _ticked(r[0])[0]
+        assert nb in times, f"{nb} has no measured Run All time in docs/nb_times.json: run tools/nb_times.py {nb}"
+        assert times[nb]['error'] is None, f"{nb}'s measured run failed: {times[nb]['error']}"
+        assert r[3] == f"{round(times[nb]['seconds'])} s", f"{nb}: the table says {r[3]!r}, the measurement {times[nb]['seconds']} s"
+
+LAYOUT = _table('## How the code is laid out')
+
+def test_layout_map_names_every_module_and_the_notebook_that_teaches_it():
+    "Every module of the package (generated files aside) has a row; the notebook the row names exports it."
+    mods = {p.stem for p in (ROOT/'miniai').glob('*.py')} - {'_modidx', '__init__'}
+    rows = {_modules(r[0])[0].removeprefix('miniai.'): r for r in LAYOUT}
+    assert set(rows) == mods, f"missing from the map: {sorted(mods - set(rows))}; not a module: {sorted(set(rows) - mods)}"
+    for m,r in rows.items():
+        nb = _ticked(r[2])[0]
+        assert nb in NBS and _default_exp(NBS[nb]) == m, f"miniai.{m}: the map says {nb} teaches it, which exports {_default_exp(NBS[nb]) if nb in NBS else None}"
+
+def _imports(mod:str)->set:
+    "The miniai modules `mod`'s source imports, at its top or inside a function (`from .x import`, `from miniai.x import`, `import miniai.x`)."
+    src = (ROOT/'miniai'/f'{mod}.py').read_text()
+    found = re.findall(r'^\s*from (?:\.|miniai\.)(\w+) import', src, re.M) + re.findall(r'^\s*import miniai\.(\w+)', src, re.M)
+    return set(found) - {mod}
+
+def test_layout_map_is_in_import_order():
+    "The map's claim: a module imports only modules listed above it, so the import graph has no cycle and reads downward."
+    order = [_modules(r[0])[0].removeprefix('miniai.') for r in LAYOUT]
+    for i,m in enumerate(order):
+        up = sorted(_imports(m) - set(order[:i]))
+        assert not up, f"miniai.{m} imports {up}, listed below it (or not listed) in README's map"
