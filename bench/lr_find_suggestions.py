@@ -20,7 +20,8 @@ from torcheval.metrics import MulticlassAccuracy
 from miniai.activations import set_seed
 from miniai.datasets import get_dls
 from miniai.init import GeneralRelu, get_model, init_weights
-from miniai.learner import TrainLearner, MetricsCB, smooth, suggest_lr, _SUGGESTERS
+from miniai.learner import TrainLearner, MetricsCB
+from miniai.lrfind import smooth, suggest_lr, _SUGGESTERS
 from miniai.sched import BatchSchedCB, OneCycle
 
 def old_rule(lrs, losses, beta=0.9)->float:

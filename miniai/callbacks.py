@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from .core import check_num, check_bool, atomic_write
-from .learner import Callback, MetricsCB
+from .callback import Callback, StatefulCallback
+from .learner import MetricsCB
 from .safefile import save_state
 from .schedbase import get_field
 
@@ -76,7 +77,7 @@ def ema_decay(n:int, # the number of EMA updates done so far, this one excluded
     if not warmup: return decay
     return max(min(decay, 1 - (1 + n / warmup_gamma) ** -warmup_power), min_decay)
 
-class EMACB(Callback):
+class EMACB(StatefulCallback):
     """Keeps `ema`, an exponential moving average of the model's weights (buffers copied), updated after every
     `every`-th optimizer update (`after_step`, skipped fp16 steps not counted). With `validate_ema`, each validation
     pass runs on the averaged weights (swapped into the model at `before_epoch`, back at `after_epoch`). Saved in
@@ -97,11 +98,11 @@ class EMACB(Callback):
         self.warmup_gamma = check_num('warmup_gamma', warmup_gamma, lo=0, lo_open=True)
         self.warmup_power = check_num('warmup_power', warmup_power, lo=0, lo_open=True)
         self.min_decay = check_num('min_decay', min_decay, lo=0, hi=1, hi_open=True)
-        self.ema,self.n,self.n_steps,self._resume,self._live = None,0,0,None,None
+        self.ema,self.n,self.n_steps,self._live = None,0,0,None
 
     def before_fit(self, learn):
         "Called when a fit starts: the average starts as a copy of the model's weights (or a resumed fit's average)."
-        self.learn,st,self._resume = learn,self._resume,None
+        self.learn,st = learn,self.resumed()
         sd = learn.model.state_dict()
         if st is None: self.ema,self.n,self.n_steps = {k: v.detach().clone() for k,v in sd.items()},0,0
         else:
@@ -165,7 +166,7 @@ class EMACB(Callback):
         "Make the next fit continue this average (applied in its `before_fit`)."
         miss = [k for k in ('ema', 'n', 'n_steps') if k not in state_dict]
         if miss: raise ValueError(f"EMACB.load_state_dict: the state lacks {miss}; it holds {sorted(state_dict)}")
-        self._resume = state_dict
+        super().load_state_dict(state_dict)
 
 # %% ../nbs/12b_callbacks.ipynb #dc019005
 def _is_main()->bool:
@@ -176,7 +177,7 @@ def _is_main()->bool:
 def _csv_value(k, v):
     return v + 1 if k == 'epoch' else repr(v) if isinstance(v, float) else v
 
-class CSVLoggerCB(Callback):
+class CSVLoggerCB(StatefulCallback):
     """Writes `MetricsCB`'s table to `path` as CSV: after each epoch the whole file is replaced atomically by the rows
     of earlier fits (with `append`) followed by this fit's rows, epochs counted from 1. Only the main process writes."""
     order = MetricsCB.order + 1  # after MetricsCB has written the epoch's row
@@ -186,7 +187,7 @@ class CSVLoggerCB(Callback):
         "Called once: checks the arguments."
         from miniai.checkpoint import check_path
         self.path,self.append = check_path('path', path),check_bool('append', append)
-        self._prior,self._resume,self._n = [],None,0
+        self._prior,self._n = [],0
 
     def _read(self)->list:
         "The rows (lists of str) of the existing file, header first; [] when there is none."
@@ -198,7 +199,7 @@ class CSVLoggerCB(Callback):
         if not isinstance(getattr(learn, 'metrics', None), MetricsCB): raise ValueError("CSVLoggerCB needs a MetricsCB in the callbacks")
         from miniai.checkpoint import check_folder
         if _is_main(): check_folder('path', self.path)
-        st,self._resume = self._resume,None
+        st = self.resumed()
         rows = self._read() if (self.append or st is not None) else []
         keep = st['n_prior'] if st is not None else max(len(rows) - 1, 0)
         if st is not None and len(rows) - 1 < keep:
@@ -235,9 +236,6 @@ class CSVLoggerCB(Callback):
     def state_dict(self)->dict:
         "How many rows of the file came from earlier fits, for a checkpoint: a resume rewrites the rest from the history."
         return dict(n_prior=self._n)
-    def load_state_dict(self, state_dict:dict):
-        "Make the next fit continue this file (applied in its `before_fit`)."
-        self._resume = state_dict
 
 # %% ../nbs/12b_callbacks.ipynb #1459246c
 def _summary_writer():
@@ -248,7 +246,7 @@ def _summary_writer():
                           f"(or pip install tensorboard)") from None
     return SummaryWriter
 
-class TensorBoardCB(Callback):
+class TensorBoardCB(StatefulCallback):
     """Logs to TensorBoard event files in `log_dir`: after each optimizer update the loss and every param group's lr and
     momentum (tags `train/loss`, `lr/group<i>`, `mom/group<i>`), after each epoch the `MetricsCB` row (`epoch/<column>`),
     with the number of updates as the step. Only the main process writes. Not run by `lr_find`. Its state (the scalars
@@ -265,7 +263,7 @@ class TensorBoardCB(Callback):
             raise TypeError(f"log_dir={log_dir!r}: must be a folder path (a str or pathlib.Path, not empty)")
         if Path(log_dir).exists() and not Path(log_dir).is_dir(): raise ValueError(f"log_dir={str(log_dir)!r}: is a file, not a folder")
         self.log_dir,self.every,self.writer = Path(log_dir),check_num('every', every, lo=1, integer=True),None
-        self._resume,self._last,self._done = None,dict(step=-1, scalars={}),0
+        self._last,self._done = dict(step=-1, scalars={}),0
 
     def _add(self, tag:str, v:float, step:int):
         "Writes one scalar and remembers the scalars of the latest step (what a resume writes again)."
@@ -275,7 +273,7 @@ class TensorBoardCB(Callback):
 
     def before_fit(self, learn):
         "Called when a fit starts: opens a writer on the main process; a resumed fit purges the steps from its checkpoint's on."
-        st,self._resume = self._resume,None
+        st = self.resumed()
         ms = getattr(learn, 'metrics', None)
         self._done = len(ms.history) if isinstance(ms, MetricsCB) and st is not None else 0
         self._last = dict(step=-1, scalars={})
@@ -315,6 +313,3 @@ class TensorBoardCB(Callback):
     def state_dict(self)->dict:
         "The step last written and its scalars, for a checkpoint of the fit."
         return deepcopy(self._last)
-    def load_state_dict(self, state_dict:dict):
-        "Make the next fit continue these event files (applied in its `before_fit`)."
-        self._resume = state_dict

@@ -7,7 +7,8 @@ __all__ = ['MixedPrecisionCB', 'native_bf16', 'auto_precision', 'ChannelsLastCB'
 
 # %% ../nbs/11_precision.ipynb #bff9e539
 import torch
-from .learner import Callback, DeviceCB, def_device
+from .callback import Callback, StatefulCallback
+from .learner import DeviceCB, def_device
 
 # %% ../nbs/11_precision.ipynb #de43c1ba
 _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16,
@@ -15,7 +16,7 @@ _DTYPES = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.flo
 
 def _dtype_name(dt)->str: return 'bf16' if dt == torch.bfloat16 else 'fp16'
 
-class MixedPrecisionCB(Callback):
+class MixedPrecisionCB(StatefulCallback):
     """Runs each batch's forward pass and loss under `torch.autocast` in bfloat16 or float16; with float16, the
     backward pass and the step go through a `torch.amp.GradScaler` (it sets `learn.scaler`), whose skipped steps
     set `learn.step_skipped`, so they are not counted as updates (`BatchSchedCB` still gives them their slot).
@@ -31,7 +32,7 @@ class MixedPrecisionCB(Callback):
         if device_type not in (None, 'cpu', 'cuda'): raise ValueError(f"device_type={device_type!r}: must be None, 'cpu' or 'cuda'")
         if device_type == 'cuda' and not torch.cuda.is_available():
             raise ValueError("device_type='cuda': no CUDA device is available here (leave it None to follow the model)")
-        self.dtype,self.device_type,self._ac,self._resume = None if dtype is None else _DTYPES[dtype],device_type,None,None
+        self.dtype,self.device_type,self._ac = None if dtype is None else _DTYPES[dtype],device_type,None
 
     def before_fit(self, learn):
         "Settles device and dtype (checking the device supports it); with float16 gives the learner a real GradScaler."
@@ -42,7 +43,7 @@ class MixedPrecisionCB(Callback):
         if self.dev == 'cuda' and self.dt == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise ValueError("MixedPrecisionCB(dtype='bf16'): this GPU does not support bfloat16; use dtype='fp16'")
         if self.dt == torch.float16: learn.scaler = torch.amp.GradScaler(self.dev)
-        st,self._resume = self._resume,None
+        st = self.resumed()
         if st is not None:
             if st['dtype'] != _dtype_name(self.dt):
                 raise ValueError(f"resume: the checkpoint was trained in {st['dtype']}, this fit uses {_dtype_name(self.dt)}")
@@ -64,9 +65,6 @@ class MixedPrecisionCB(Callback):
     def state_dict(self)->dict:
         "The dtype and the grad scaler's state (its scale and growth count), for a checkpoint of the fit."
         return dict(dtype=_dtype_name(self.dt), scaler=self.learn.scaler.state_dict())  # {} when not scaling
-    def load_state_dict(self, state_dict:dict):
-        "Make the next fit continue with this dtype and scaler state (applied in its `before_fit`)."
-        self._resume = state_dict
 
 # %% ../nbs/11_precision.ipynb #44b835d4
 def native_bf16(device_type:str='cpu')->bool:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from .core import check_num, check_bool, Fig
 from .schedbase import resolve_field, get_field, check_T_max
-from .learner import Callback
+from .callback import Callback, StatefulCallback
 
 # %% ../nbs/06b_schedcb.ipynb #16c48abf
 # Which quantity of the fit fills each length parameter, by name: the one place to extend.
@@ -105,7 +105,7 @@ def make_sched(sched, # a scheduler class / partial / factory taking the optimiz
     return s,(lambda n: step())
 
 # %% ../nbs/06b_schedcb.ipynb #fa7f97c9
-class BaseSchedCB(Callback):
+class BaseSchedCB(StatefulCallback):
     """Builds `sched(learn.opt)` at the start of every fit (length filled in, see `fill_length`); subclasses advance it.
 
     `cb.sched` is the scheduler of the current (or last) fit; `cb.n` the number of steps it has taken."""
@@ -115,7 +115,12 @@ class BaseSchedCB(Callback):
                 ):
         "Called once: stores the recipe; nothing is built until the fit starts."
         if not callable(sched): raise TypeError(f"sched={sched!r}: must be callable, building the scheduler from the optimizer")
-        self.sched_fn,self.sched,self.state,self.n = sched,None,state,0
+        self.sched_fn,self.sched,self._resume,self.n = sched,None,state,0
+
+    @property
+    def state(self)->dict:
+        "The saved state the next fit resumes (`state=` or `load_state_dict`); None once a fit has taken it."
+        return self._resume
 
     def _lengths(self, learn)->tuple: raise NotImplementedError  # (n_epochs, scheduler steps per epoch)
 
@@ -136,7 +141,7 @@ class BaseSchedCB(Callback):
         self.sched,self._advance = make_sched(self.sched_fn, learn.opt, n_epochs, per_epoch, nb, nv)
         self.n = 0
         if self.state is not None:
-            st,self.state = self.state,None
+            st = self.resumed()
             learn.opt.load_state_dict(deepcopy(st['opt']))  # a copy: the saved state stays usable for another resume
             if st['sched'] is not None: self.sched.load_state_dict(st['sched'])
             self.n = st['n']
@@ -163,10 +168,6 @@ class BaseSchedCB(Callback):
         if self.sched is None: raise ValueError("state_dict(): no fit has started with this callback yet, so there is nothing to save")
         sd = self.sched.state_dict() if hasattr(self.sched, 'state_dict') else None
         return deepcopy({'opt': self.learn.opt.state_dict(), 'sched': sd, 'n': self.n, 'fit': self._fit})
-
-    def load_state_dict(self, state_dict:dict):
-        "Make the next fit resume from `state_dict` (from `state_dict()`); applied in its `before_fit`."
-        self.state = state_dict
 
 def _param_shapes(opt)->list:
     "The shape of each parameter of `opt`, group by group (lists of ints: a state made of plain data)."
@@ -287,7 +288,7 @@ def _mark_epochs(ax, epochs:list # the epoch (counted from 0) of each record, as
     top.set_xlabel('epoch (ticks at each start)', fontsize='small'); top.tick_params(labelsize='small')
 
 # %% ../nbs/06b_schedcb.ipynb #c95f19f8
-class RecorderCB(Callback):
+class RecorderCB(StatefulCallback):
     """Records `fn(cb)` for each `name=fn` after every optimizer update, into `recs[name]`; `plot()` draws them.
 
     A function of a param group (`rec_lr`, `rec_mom`, `rec_wd`, or any named in `per_group`) is recorded for every
@@ -323,7 +324,7 @@ class RecorderCB(Callback):
         "Starts empty records for this fit (or the saved ones of a resumed fit, see `load_state_dict`)."
         self.learn = learn
         self._start()
-        st,self._resume = getattr(self, '_resume', None),None
+        st = self.resumed()
         if st is not None:
             self.recs,self.epochs = deepcopy(st['recs']),list(st['epochs'])
             self._others.update(deepcopy(st.get('groups', {})))
@@ -339,7 +340,7 @@ class RecorderCB(Callback):
         if not set(state_dict.get('groups', {})) <= set(self.per_group):
             raise ValueError(f"RecorderCB.load_state_dict: the saved records have per-group values of "
                              f"{sorted(state_dict['groups'])}, this recorder records {sorted(self.per_group)} per group")
-        self._resume = state_dict
+        super().load_state_dict(state_dict)
 
     def after_step(self, learn):
         "After each optimizer update (not a skipped one): appends every function's value (per group where asked) and the epoch."
