@@ -204,3 +204,21 @@ class StatefulSchedulerBase(SchedulerBase):
     def _num_updates(self):
         "pytorch-accelerated's name for the count (there it starts at -1; here at 0: see the notebook)."
         return self.num_updates
+
+    # torch's `SequentialLR` and `ChainedScheduler` drive their children through these (see the notebook)
+    @property
+    def last_epoch(self)->int:
+        "torch's name for the count: `SequentialLR` reads it and, when it is built, sets it back by one."
+        return self.num_updates
+
+    @last_epoch.setter
+    def last_epoch(self, n:int): self.num_updates = n
+
+    def _initial_step(self):
+        "Called by torch's `SequentialLR` on the scheduler it starts with (its count set back by one): one `step()`."
+        self.step()
+
+    def _update_lr(self, epoch:int=None):
+        "Called by torch's `SequentialLR` with `epoch=0` on the scheduler it switches to: the values of update `epoch`."
+        if epoch is None: self.step()
+        else: self.step_update(epoch)
