@@ -1,5 +1,5 @@
 "Tests for miniai.sched: torch equality, schedule properties, resuming, length filling, callbacks, recorder, previews."
-import math, warnings
+import math, re, warnings
 from copy import deepcopy
 from functools import partial
 
@@ -702,3 +702,131 @@ def test_recorder_has_fastais_names():
     assert isinstance(fig, Fig) and len(ax.lines[0].get_ydata()) == 8 and list(ax.lines[1].get_ydata()) == [r['valid_loss'] for r in m.history]
     with pytest.raises(ValueError, match=r'record it with RecorderCB\(loss=rec_loss'): bare.plot_loss()
     with pytest.raises(AttributeError, match='not the lr'): bare.lrs
+
+
+# ---------------------------------------------------------------- beside torch's schedulers (issue 19)
+OTHERS = {'StepLR': partial(lr_scheduler.StepLR, step_size=3, gamma=0.1),
+          'MultiStepLR': partial(lr_scheduler.MultiStepLR, milestones=[2, 5], gamma=0.1),
+          'ExponentialLR': partial(lr_scheduler.ExponentialLR, gamma=0.9),
+          'LinearLR': partial(lr_scheduler.LinearLR, start_factor=0.1, total_iters=3)}
+torch_cos = partial(lr_scheduler.CosineAnnealingLR, T_max=10, eta_min=0.001)
+our_cos = partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=True)
+
+def one_param_sgd(lrs=(0.05,)): return optim.SGD([{'params': [nn.Parameter(torch.zeros(1))], 'lr': lr} for lr in lrs])
+
+def lrs_of(build, n=20, lrs=(0.05,)):
+    "The lrs of each of `n` updates under the schedulers `build(opt)` returns (a list, stepped in its order)."
+    opt = one_param_sgd(lrs); ss = build(opt); out = []
+    for _ in range(n):
+        out.append([pg['lr'] for pg in opt.param_groups]); opt.step()
+        for s in ss: s.step()
+    return out
+
+@pytest.mark.parametrize('cos_first', [True, False])
+@pytest.mark.parametrize('other', list(OTHERS))
+def test_chainable_composes_like_torch(other, cos_first):
+    "torch's CosineAnnealingLR beside another scheduler, and ours with chainable=True beside the same: the same lrs."
+    def pair(cos): return lambda o: [cos(o), OTHERS[other](o)] if cos_first else [OTHERS[other](o), cos(o)]
+    t,m = lrs_of(pair(torch_cos)),lrs_of(pair(our_cos))
+    assert_rel(m, t)
+    assert len({v[0] for v in t}) >= 15  # both schedulers act: not a trivially constant trace
+
+def test_chainable_steplr_issue_numbers():
+    "The issue's case: at update 4 StepLR's factor 0.1 stays in (the closed form overwrote it: 0.033 instead of 0.0035)."
+    def build(cos): return lambda o: [cos(o), OTHERS['StepLR'](o)]
+    closed = lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001)))
+    chained = lrs_of(build(our_cos))
+    assert chained[4][0] == pytest.approx(0.0034651050903450734, rel=1e-12)
+    assert closed[4][0] == pytest.approx(0.03307091636218622, rel=1e-12)  # the default keeps the closed form
+
+def test_chainable_alone_equals_torch_past_T_max():
+    "On its own, chainable=True gives torch's numbers bit for bit, also past T_max (where torch's cosine rises again)."
+    for T in (1, 3, 10):
+        t = lrs_of(lambda o: [lr_scheduler.CosineAnnealingLR(o, T, eta_min=1e-3)], 4 * T + 3, lrs=(0.05, 0.2))
+        m = lrs_of(lambda o: [CosineAnnealing(o, T, eta_min=1e-3, chainable=True)], 4 * T + 3, lrs=(0.05, 0.2))
+        assert m == t
+    c = lrs_of(lambda o: [CosineAnnealing(o, 10, eta_min=1e-3)], 30)
+    assert c[10:] == [[1e-3]] * 20  # the default still holds eta_min past T_max
+
+@pytest.mark.parametrize('chainable', [True, False])
+@pytest.mark.parametrize('milestone', [2, 3, 5])
+def test_sequentiallr_over_ours(milestone, chainable):
+    "torch's SequentialLR: a LinearLR warm-up, then our cosine, as with torch's (closed form: to rounding, up to T_max)."
+    warm = OTHERS['LinearLR']
+    def build(cos): return lambda o: [lr_scheduler.SequentialLR(o, [warm(o), cos(o)], milestones=[milestone])]
+    t = lrs_of(build(torch_cos))
+    m = lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=chainable)))
+    n = 20 if chainable else milestone + 11
+    assert_rel(m[:n], t[:n])
+    if chainable: assert m == t
+
+@pytest.mark.parametrize('chainable', [True, False])
+def test_sequentiallr_starting_with_ours(chainable):
+    def build(cos): return lambda o: [lr_scheduler.SequentialLR(o, [cos(o), lr_scheduler.ExponentialLR(o, 0.9)], milestones=[6])]
+    assert_rel(lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=chainable))), lrs_of(build(torch_cos)))
+
+@pytest.mark.parametrize('cos_first', [True, False])
+def test_chainedscheduler_over_ours(cos_first):
+    def build(cos):
+        def b(o):
+            ss = [cos(o), OTHERS['LinearLR'](o)]
+            return [lr_scheduler.ChainedScheduler(ss if cos_first else ss[::-1], optimizer=o)]
+        return b
+    assert lrs_of(build(our_cos)) == lrs_of(build(torch_cos))
+
+@pytest.mark.parametrize('opt_first', [True, False])
+def test_chainable_resume(opt_first):
+    "Step 5, save optimizer and schedulers, build new ones, load both: the lrs go on as in an unbroken run."
+    def build(o): return [our_cos(o), OTHERS['StepLR'](o)]
+    full = lrs_of(build, 20, lrs=(0.05, 0.01))
+    o_a = one_param_sgd((0.05, 0.01)); ss_a = build(o_a)
+    for _ in range(5): o_a.step(); [s.step() for s in ss_a]
+    o_b = one_param_sgd((0.3, 0.3))  # other lrs at construction: the saved state wins
+    if opt_first: o_b.load_state_dict(o_a.state_dict()); ss_b = build(o_b)
+    else: ss_b = build(o_b); o_b.load_state_dict(o_a.state_dict())
+    for a,b in zip(ss_a, ss_b): b.load_state_dict(a.state_dict())
+    rest = []
+    for _ in range(15):
+        rest.append([pg['lr'] for pg in o_b.param_groups]); o_b.step(); [s.step() for s in ss_b]
+    assert rest == full[5:]
+    assert ss_b[0].num_updates == 20 and ss_b[0].last_epoch == 20
+
+def test_chainable_validation():
+    for bad in ('yes', 1, 0, None, 1.):
+        with pytest.raises(ValueError, match=rf"chainable={re.escape(repr(bad))}: must be True or False"):
+            CosineAnnealing(one_param_sgd(), 10, chainable=bad)
+    s = CosineAnnealing(one_param_sgd(), 10, chainable=True)
+    s.step_update(3); s.step_update(3)
+    with pytest.raises(ValueError, match=r'num_updates=2: this chainable CosineAnnealing is at update 3'): s.step_update(2)
+    with pytest.raises(ValueError, match='saved by a CosineAnnealing with chainable=True, loaded into one with chainable=False'):
+        CosineAnnealing(one_param_sgd(), 10).load_state_dict(s.state_dict())
+    closed = CosineAnnealing(one_param_sgd(), 10)
+    assert closed.closed_form and not s.closed_form and CosineAnnealing.closed_form
+
+def test_chainable_step_update_jumps_like_steps():
+    "step_update(n) on a chainable scheduler steps the recurrence through every update up to n: the same as n step()s."
+    o1,o2 = one_param_sgd((0.05, 0.02)),one_param_sgd((0.05, 0.02))
+    s1,s2 = our_cos(o1),our_cos(o2)
+    for _ in range(13): s1.step()
+    s2.step_update(13)
+    assert [pg['lr'] for pg in o1.param_groups] == [pg['lr'] for pg in o2.param_groups]
+    assert s1.num_updates == s2.num_updates == 13
+
+def test_chainable_keeps_the_groups_lr_at_construction():
+    "Built after another scheduler has scaled the lr, a chainable cosine leaves it (torch's rule); the default resets it."
+    o = one_param_sgd(); lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=3)
+    our_cos(o)
+    assert o.param_groups[0]['lr'] == pytest.approx(0.005, rel=1e-15) and o.param_groups[0]['initial_lr'] == 0.05
+    CosineAnnealing(o, 10)
+    assert o.param_groups[0]['lr'] == 0.05
+
+def test_chainable_tensor_lr():
+    "A tensor lr is written in place and follows the float schedule to float32 rounding."
+    o = optim.SGD([nn.Parameter(torch.zeros(1))], lr=torch.tensor(0.05)); t = o.param_groups[0]['lr']
+    ss = [our_cos(o), OTHERS['StepLR'](o)]
+    ref = lrs_of(lambda o: [our_cos(o), OTHERS['StepLR'](o)], 12, lrs=(torch.tensor(0.05).item(),))
+    got = []
+    for _ in range(12):
+        got.append([float(o.param_groups[0]['lr'])]); o.step(); [s.step() for s in ss]
+    assert_rel(got, ref, rel=1e-6)
+    assert o.param_groups[0]['lr'] is t
