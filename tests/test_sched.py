@@ -295,7 +295,8 @@ class LrLog(Callback):
     def before_batch(self, learn): (self.train if learn.training else self.valid).append(learn.opt.param_groups[0]['lr'])
 
 @pytest.mark.parametrize('sched', [partial(OneCycle, max_lr=1e-2), partial(lr_scheduler.OneCycleLR, max_lr=1e-2),
-                                   CosineAnnealing, partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4)])
+                                   CosineAnnealing, partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4),
+                                   partial(CosineAnnealing, eta_min=1e-4, chainable=True)])
 @pytest.mark.parametrize('k', [1, 5, 8, 11])
 def test_resume_mid_fit(sched, k):
     rec = RecorderCB()
@@ -830,3 +831,11 @@ def test_chainable_tensor_lr():
         got.append([float(o.param_groups[0]['lr'])]); o.step(); [s.step() for s in ss]
     assert_rel(got, ref, rel=1e-6)
     assert o.param_groups[0]['lr'] is t
+
+def test_chainable_in_a_fit_equals_torch():
+    "Driven by BatchSchedCB (length filled from the fit), chainable=True trains with torch's CosineAnnealingLR's lrs."
+    got = []
+    for sched in (partial(CosineAnnealing, eta_min=1e-4, chainable=True), partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4)):
+        rec = RecorderCB(); tiny_learner([BatchSchedCB(sched), rec]).fit(2)
+        got.append(rec.recs['lr'])
+    assert len(got[0]) == 16 and got[0] == got[1] and got[0][0] > got[0][8] > got[0][-1]
