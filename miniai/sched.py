@@ -6,8 +6,6 @@
 __all__ = ['CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle']
 
 # %% ../nbs/06_sched.ipynb #966bd050
-import math
-
 import torch
 
 from .core import check_num, check_bool, real_number
@@ -69,10 +67,10 @@ class CosineAnnealing(StatefulSchedulerBase):
         for k in range(self.num_updates + 1, n + 1):
             if k == 0: pass  # torch's first step (`SequentialLR` starting this one): the groups keep their lr
             elif (k - 1 - T) % (2 * T) == 0:  # the last lr was the bottom (1 + cos = 0): torch adds a step there
-                self._update_param_groups([float(pg['lr']) + (b - e) * (1 - math.cos(math.pi / T)) / 2
-                                           for b,pg in zip(self.base_values, pgs)])
+                d = 1 - cos_shape(1 / T)  # (1 - cos(pi/T))/2
+                self._update_param_groups([float(pg['lr']) + (b - e) * d for b,pg in zip(self.base_values, pgs)])
             else:
-                r = (1 + math.cos(math.pi * k / T)) / (1 + math.cos(math.pi * (k - 1) / T))
+                r = cos_shape(k / T) / cos_shape((k - 1) / T)  # s(k)/s(k-1): the halves cancel
                 self._update_param_groups([r * (float(pg['lr']) - e) + e for pg in pgs])
         self.num_updates = n
 
