@@ -77,7 +77,7 @@ class CosineAnnealing(StatefulSchedulerBase):
     def _update_lr(self, epoch:int=None):
         "Called by torch's `SequentialLR` at a milestone (`epoch=0`): restarts at update `epoch`'s lr from the base lrs, as torch does."
         if epoch is None or not self.chainable: return super()._update_lr(epoch)
-        self.num_updates = epoch
+        self.num_updates = epoch = check_num('epoch', epoch, lo=0, integer=True)
         self._update_param_groups(self.get_updated_values(epoch))
 
     def load_state_dict(self, state_dict:dict):

@@ -196,8 +196,11 @@ class StatefulSchedulerBase(SchedulerBase):
     """A `SchedulerBase` that counts optimizer updates itself: call `step()` after each optimizer update.
 
     After `n` calls to `step()` the groups hold `get_updated_values(n)`, exactly what `step_update(n)` gives."""
-    def step(self):
-        "Called after each optimizer update: counts it and writes the values for the next update."
+    def step(self, epoch:int=None # None in a training loop; older torch's `SequentialLR` passes 0 at a milestone
+            ):
+        """Called after each optimizer update: counts it and writes the values for the next update. With `epoch`
+        (older torch's `SequentialLR`, where newer torch calls `_update_lr`): the values of update `epoch`."""
+        if epoch is not None: return self._update_lr(epoch)
         self.step_update(self.num_updates + 1)
 
     @property
@@ -221,4 +224,4 @@ class StatefulSchedulerBase(SchedulerBase):
     def _update_lr(self, epoch:int=None):
         "Called by torch's `SequentialLR` with `epoch=0` on the scheduler it switches to: the values of update `epoch`."
         if epoch is None: self.step()
-        else: self.step_update(epoch)
+        else: self.step_update(check_num('epoch', epoch, lo=0, integer=True))

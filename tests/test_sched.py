@@ -843,3 +843,39 @@ def test_chainable_in_a_fit_equals_torch():
         got.append(rec.recs['lr'])
     assert len(got[0]) == 16 and got[0][0] > got[0][8] > got[0][-1]
     assert_rel([got[0]], [got[1]])
+
+from bisect import bisect_right
+class OldSequentialLR(lr_scheduler.SequentialLR):
+    "torch's SequentialLR.step as it was before torch added `_update_lr` (2025): `scheduler.step(0)` at a milestone."
+    def step(self):
+        self.last_epoch += 1
+        idx = bisect_right(self._milestones, self.last_epoch)
+        s = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch: s.step(0)
+        else: s.step()
+        self._last_lr = s.get_last_lr()
+
+@pytest.mark.parametrize('cos', [our_cos, partial(CosineAnnealing, T_max=10, eta_min=0.001),
+                                 partial(OneCycle, T_max=10, max_lr=0.05, moms=None)])
+def test_older_torch_sequentiallr_calls_step0(cos):
+    "The torch the project still supports (>= 2.5) calls `step(0)` where 2.13 calls `_update_lr(0)`: the same lrs."
+    warm = OTHERS['LinearLR']
+    def build(seq): return lambda o: [seq(o, [warm(o), cos(o)], milestones=[3])]
+    old,new = lrs_of(build(OldSequentialLR)),lrs_of(build(lr_scheduler.SequentialLR))
+    o = one_param_sgd(); cos(o)
+    assert old == new and old[3] == [o.param_groups[0]['lr']]  # the milestone restarts at update 0's lr
+    assert old[2] != old[3] and len({v[0] for v in old}) >= 12
+
+def test_step_and_update_lr_with_an_epoch():
+    "step(0) (older torch's SequentialLR) and _update_lr(0) set the count to 0 and write update 0's lr; a bad epoch is refused."
+    for make in (our_cos, partial(CosineAnnealing, T_max=10), partial(OneCycle, T_max=10, moms=None)):
+        o = one_param_sgd(); s = make(o); first = o.param_groups[0]['lr']
+        for _ in range(4): s.step()
+        assert o.param_groups[0]['lr'] != first
+        s.step(0)
+        assert s.num_updates == s.last_epoch == 0 and o.param_groups[0]['lr'] == first
+        for _ in range(4): s.step()
+        s._update_lr(0)
+        assert s.num_updates == 0 and o.param_groups[0]['lr'] == first
+        for bad in (-1, 2.5, 'x', 1.):
+            with pytest.raises(ValueError, match=rf"epoch={re.escape(repr(bad))}"): s._update_lr(bad)
