@@ -723,14 +723,16 @@ def lrs_of(build, n=20, lrs=(0.05,)):
         for s in ss: s.step()
     return out
 
+@pytest.mark.parametrize('lrs', [(0.05,), (0.05, 0.3)])
 @pytest.mark.parametrize('cos_first', [True, False])
 @pytest.mark.parametrize('other', list(OTHERS))
-def test_chainable_composes_like_torch(other, cos_first):
+def test_chainable_composes_like_torch(other, cos_first, lrs):
     "torch's CosineAnnealingLR beside another scheduler, and ours with chainable=True beside the same: the same lrs."
     def pair(cos): return lambda o: [cos(o), OTHERS[other](o)] if cos_first else [OTHERS[other](o), cos(o)]
-    t,m = lrs_of(pair(torch_cos)),lrs_of(pair(our_cos))
+    t,m = lrs_of(pair(torch_cos), lrs=lrs),lrs_of(pair(our_cos), lrs=lrs)
     assert_rel(m, t)
     assert len({v[0] for v in t}) >= 15  # both schedulers act: not a trivially constant trace
+    if len(lrs) == 2: assert t[0][1] / t[0][0] == pytest.approx(6, rel=1e-12)  # each group from its own lr
 
 def test_chainable_steplr_issue_numbers():
     "The issue's case: at update 4 StepLR's factor 0.1 stays in (the closed form overwrote it: 0.033 instead of 0.0035)."
