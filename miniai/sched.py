@@ -8,7 +8,7 @@ __all__ = ['CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle']
 # %% ../nbs/06_sched.ipynb #966bd050
 import torch
 
-from .core import check_num, check_bool
+from .core import check_num, check_bool, real_number
 from .schedbase import StatefulSchedulerBase, resolve_field, field_setter, check_opt, check_T_max, _has_tensor
 from .shapes import cos_shape, anneal_cos, anneal_linear
 
@@ -16,37 +16,77 @@ from .shapes import cos_shape, anneal_cos, anneal_linear
 class CosineAnnealing(StatefulSchedulerBase):
     """Each group's lr follows half a cosine from its base lr down to `eta_min` over `T_max` updates, then holds `eta_min`.
 
-    Built before training (the groups then hold update 0's lr: their base lr); call `step()` after each optimizer update."""
+    Built before training (the groups then hold update 0's lr: their base lr); call `step()` after each optimizer update.
+    With `chainable=True` each step instead scales the lr the groups hold by torch's recurrence, so it composes with
+    torch's other schedulers on the same optimizer; its numbers are then CosineAnnealingLR's, past `T_max` too (where
+    torch's cosine rises again). See "Beside torch's other schedulers" in the notebook."""
     closed_form = True
     def __init__(self, optimizer:torch.optim.Optimizer, # the optimizer whose groups' lrs are scheduled
                  T_max:int=None, # updates until `eta_min` is reached (the callbacks fill it)
-                 eta_min:float=0. # the final lr (all groups)
+                 eta_min:float=0., # the final lr (all groups)
+                 chainable:bool=False # scale the groups' current lr each step (torch's recurrence): composes with other schedulers
                 ):
-        "Called once before training: validates, records each group's base lr, sets the groups to update 0's lr."
+        """Called once before training: validates, records each group's base lr, sets the groups to update 0's lr
+        (with `chainable=True` the groups keep the lr they hold, as under torch's schedulers)."""
         check_opt(optimizer, 'CosineAnnealing')
         self.T_max = check_T_max(T_max, 'CosineAnnealing')
         self.eta_min = check_num('eta_min', eta_min, lo=0)
+        self.chainable = check_bool('chainable', chainable)
+        now = [real_number(pg.get('lr')) for pg in optimizer.param_groups]  # checked by `super().__init__`
         super().__init__(optimizer, 'lr')
         self._ab = [(self.eta_min, b - self.eta_min) for b in self.base_values]
-        self.step_update(0)
+        if chainable: self.closed_form = False; self._update_param_groups(now)  # another scheduler may have scaled them
+        else: self.step_update(0)
 
     def _shape(self, n):
         "The cosine factor after `n` updates: 1 at 0, 0 from `T_max` on."
         return cos_shape(n / self.T_max if n < self.T_max else 1.)
 
     def get_updated_values(self, num_updates:int)->list:
-        "Each group's lr after `num_updates` updates (nothing is written)."
+        "Each group's lr after `num_updates` updates by the closed form (nothing is written; chainable: with no other scheduler)."
         s = self._shape(num_updates)
         return [a + b * s for a,b in self._ab]
 
     def step_update(self, num_updates:int):
         "Called after each optimizer update with the number of updates so far: writes each group's lr."
+        if self.chainable: return self._chain_to(num_updates)
         self.num_updates = num_updates
         s = self._shape(num_updates)
         if self._tensor:  # a group holds its lr as a tensor: written in place (see `miniai.schedbase.field_setter`)
             for pg,(a,b) in zip(self.optimizer.param_groups, self._ab): self._set(pg, a + b * s)
             return
         for pg,(a,b) in zip(self.optimizer.param_groups, self._ab): pg['lr'] = a + b * s
+
+    # chainable=True: torch's recurrence (see "Beside torch's other schedulers" below)
+    def _chain_to(self, n:int):
+        "Steps torch's recurrence from the count reached to update `n`, each from the lr the groups hold at that step."
+        if n < self.num_updates:
+            raise ValueError(f"num_updates={n!r}: this chainable CosineAnnealing is at update {self.num_updates} and can only "
+                             f"go on (each lr is built on the one before)")
+        T,e,pgs = self.T_max,self.eta_min,self.optimizer.param_groups
+        for k in range(self.num_updates + 1, n + 1):
+            if k == 0: pass  # torch's first step (`SequentialLR` starting this one): the groups keep their lr
+            elif (k - 1 - T) % (2 * T) == 0:  # the last lr was the bottom (1 + cos = 0): torch adds a step there
+                d = 1 - cos_shape(1 / T)  # (1 - cos(pi/T))/2
+                self._update_param_groups([float(pg['lr']) + (b - e) * d for b,pg in zip(self.base_values, pgs)])
+            else:
+                r = cos_shape(k / T) / cos_shape((k - 1) / T)  # s(k)/s(k-1): the halves cancel
+                self._update_param_groups([r * (float(pg['lr']) - e) + e for pg in pgs])
+        self.num_updates = n
+
+    def _update_lr(self, epoch:int=None):
+        "Called by torch's `SequentialLR` at a milestone (`epoch=0`): restarts at update `epoch`'s lr from the base lrs, as torch does."
+        if epoch is None or not self.chainable: return super()._update_lr(epoch)
+        self.num_updates = epoch = check_num('epoch', epoch, lo=0, integer=True)
+        self._update_param_groups(self.get_updated_values(epoch))
+
+    def load_state_dict(self, state_dict:dict):
+        "Restore a saved state (see `SchedulerBase`): one saved by a CosineAnnealing with the same `chainable`."
+        saved = state_dict.get('chainable', False)
+        if saved != self.chainable:
+            raise ValueError(f"state_dict: saved by a CosineAnnealing with chainable={saved}, loaded into one with "
+                             f"chainable={self.chainable}: build it as the saved one was")
+        super().load_state_dict(state_dict)
 
 # %% ../nbs/06_sched.ipynb #f072507f
 def one_cycle_ends(T:int, # total number of updates

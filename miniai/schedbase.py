@@ -196,11 +196,32 @@ class StatefulSchedulerBase(SchedulerBase):
     """A `SchedulerBase` that counts optimizer updates itself: call `step()` after each optimizer update.
 
     After `n` calls to `step()` the groups hold `get_updated_values(n)`, exactly what `step_update(n)` gives."""
-    def step(self):
-        "Called after each optimizer update: counts it and writes the values for the next update."
+    def step(self, epoch:int=None # None in a training loop; older torch's `SequentialLR` passes 0 at a milestone
+            ):
+        """Called after each optimizer update: counts it and writes the values for the next update. With `epoch`
+        (older torch's `SequentialLR`, where newer torch calls `_update_lr`): the values of update `epoch`."""
+        if epoch is not None: return self._update_lr(epoch)
         self.step_update(self.num_updates + 1)
 
     @property
     def _num_updates(self):
         "pytorch-accelerated's name for the count (there it starts at -1; here at 0: see the notebook)."
         return self.num_updates
+
+    # torch's `SequentialLR` and `ChainedScheduler` drive their children through these (see the notebook)
+    @property
+    def last_epoch(self)->int:
+        "torch's name for the count: `SequentialLR` reads it and, when it is built, sets it back by one."
+        return self.num_updates
+
+    @last_epoch.setter
+    def last_epoch(self, n:int): self.num_updates = n
+
+    def _initial_step(self):
+        "Called by torch's `SequentialLR` on the scheduler it starts with (its count set back by one): one `step()`."
+        self.step()
+
+    def _update_lr(self, epoch:int=None):
+        "Called by torch's `SequentialLR` with `epoch=0` on the scheduler it switches to: the values of update `epoch`."
+        if epoch is None: self.step()
+        else: self.step_update(check_num('epoch', epoch, lo=0, integer=True))

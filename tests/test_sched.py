@@ -1,5 +1,5 @@
 "Tests for miniai.sched: torch equality, schedule properties, resuming, length filling, callbacks, recorder, previews."
-import math, warnings
+import math, re, warnings
 from copy import deepcopy
 from functools import partial
 
@@ -295,7 +295,8 @@ class LrLog(Callback):
     def before_batch(self, learn): (self.train if learn.training else self.valid).append(learn.opt.param_groups[0]['lr'])
 
 @pytest.mark.parametrize('sched', [partial(OneCycle, max_lr=1e-2), partial(lr_scheduler.OneCycleLR, max_lr=1e-2),
-                                   CosineAnnealing, partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4)])
+                                   CosineAnnealing, partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4),
+                                   partial(CosineAnnealing, eta_min=1e-4, chainable=True)])
 @pytest.mark.parametrize('k', [1, 5, 8, 11])
 def test_resume_mid_fit(sched, k):
     rec = RecorderCB()
@@ -702,3 +703,181 @@ def test_recorder_has_fastais_names():
     assert isinstance(fig, Fig) and len(ax.lines[0].get_ydata()) == 8 and list(ax.lines[1].get_ydata()) == [r['valid_loss'] for r in m.history]
     with pytest.raises(ValueError, match=r'record it with RecorderCB\(loss=rec_loss'): bare.plot_loss()
     with pytest.raises(AttributeError, match='not the lr'): bare.lrs
+
+
+# ---------------------------------------------------------------- beside torch's schedulers (issue 19)
+OTHERS = {'StepLR': partial(lr_scheduler.StepLR, step_size=3, gamma=0.1),
+          'MultiStepLR': partial(lr_scheduler.MultiStepLR, milestones=[2, 5], gamma=0.1),
+          'ExponentialLR': partial(lr_scheduler.ExponentialLR, gamma=0.9),
+          'LinearLR': partial(lr_scheduler.LinearLR, start_factor=0.1, total_iters=3)}
+torch_cos = partial(lr_scheduler.CosineAnnealingLR, T_max=10, eta_min=0.001)
+our_cos = partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=True)
+
+def one_param_sgd(lrs=(0.05,)): return optim.SGD([{'params': [nn.Parameter(torch.zeros(1))], 'lr': lr} for lr in lrs])
+
+def lrs_of(build, n=20, lrs=(0.05,)):
+    "The lrs of each of `n` updates under the schedulers `build(opt)` returns (a list, stepped in its order)."
+    opt = one_param_sgd(lrs); ss = build(opt); out = []
+    for _ in range(n):
+        out.append([pg['lr'] for pg in opt.param_groups]); opt.step()
+        for s in ss: s.step()
+    return out
+
+@pytest.mark.parametrize('lrs', [(0.05,), (0.05, 0.3)])
+@pytest.mark.parametrize('cos_first', [True, False])
+@pytest.mark.parametrize('other', list(OTHERS))
+def test_chainable_composes_like_torch(other, cos_first, lrs):
+    "torch's CosineAnnealingLR beside another scheduler, and ours with chainable=True beside the same: the same lrs."
+    def pair(cos): return lambda o: [cos(o), OTHERS[other](o)] if cos_first else [OTHERS[other](o), cos(o)]
+    t,m = lrs_of(pair(torch_cos), lrs=lrs),lrs_of(pair(our_cos), lrs=lrs)
+    assert_rel(m, t)
+    assert len({v[0] for v in t}) >= 15  # both schedulers act: not a trivially constant trace
+    if len(lrs) == 2: assert t[0][1] / t[0][0] == pytest.approx(6, rel=1e-12)  # each group from its own lr
+
+def test_chainable_steplr_issue_numbers():
+    "The issue's case: at update 4 StepLR's factor 0.1 stays in (the closed form overwrote it: 0.033 instead of 0.0035)."
+    def build(cos): return lambda o: [cos(o), OTHERS['StepLR'](o)]
+    closed = lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001)))
+    chained = lrs_of(build(our_cos))
+    assert chained[4][0] == pytest.approx(0.0034651050903450734, rel=1e-12)
+    assert closed[4][0] == pytest.approx(0.03307091636218622, rel=1e-12)  # the default keeps the closed form
+
+@pytest.mark.parametrize('eta_min', [0., 1e-3])
+def test_chainable_alone_equals_torch_past_T_max(eta_min):
+    "On its own, chainable=True gives torch's numbers, also past T_max (where torch's cosine rises again)."
+    for T,n in ((1, 7), (2, 11), (3, 15), (10, 43), (100, 403), (1000, 1001)):
+        t = lrs_of(lambda o: [lr_scheduler.CosineAnnealingLR(o, T, eta_min=eta_min)], n, lrs=(0.05, 0.2))
+        m = lrs_of(lambda o: [CosineAnnealing(o, T, eta_min=eta_min, chainable=True)], n, lrs=(0.05, 0.2))
+        if eta_min == 0:  # at the bottom both are 0 up to rounding (torch: ~1e-19, ours: 0), no relative comparison there
+            assert all(abs(x) < 1e-17 for r in t + m for x in r if abs(x) < 1e-15)
+            t,m = zip(*[(a, b) for a,b in zip(t, m) if min(map(abs, a + b)) >= 1e-15])
+        assert_rel(m, t)
+    c = lrs_of(lambda o: [CosineAnnealing(o, 10, eta_min=1e-3)], 30)
+    assert c[10:] == [[1e-3]] * 20  # the default still holds eta_min past T_max
+
+@pytest.mark.parametrize('chainable', [True, False])
+@pytest.mark.parametrize('milestone', [2, 3, 5])
+def test_sequentiallr_over_ours(milestone, chainable):
+    "torch's SequentialLR: a LinearLR warm-up, then our cosine, as with torch's (closed form: to rounding, up to T_max)."
+    warm = OTHERS['LinearLR']
+    def build(cos): return lambda o: [lr_scheduler.SequentialLR(o, [warm(o), cos(o)], milestones=[milestone])]
+    t = lrs_of(build(torch_cos))
+    m = lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=chainable)))
+    n = 20 if chainable else milestone + 11
+    assert_rel(m[:n], t[:n])
+
+@pytest.mark.parametrize('chainable', [True, False])
+def test_sequentiallr_starting_with_ours(chainable):
+    def build(cos): return lambda o: [lr_scheduler.SequentialLR(o, [cos(o), lr_scheduler.ExponentialLR(o, 0.9)], milestones=[6])]
+    assert_rel(lrs_of(build(partial(CosineAnnealing, T_max=10, eta_min=0.001, chainable=chainable))), lrs_of(build(torch_cos)))
+
+@pytest.mark.parametrize('cos_first', [True, False])
+def test_chainedscheduler_over_ours(cos_first):
+    def build(cos):
+        def b(o):
+            ss = [cos(o), OTHERS['LinearLR'](o)]
+            return [lr_scheduler.ChainedScheduler(ss if cos_first else ss[::-1], optimizer=o)]
+        return b
+    assert_rel(lrs_of(build(our_cos)), lrs_of(build(torch_cos)))
+
+@pytest.mark.parametrize('opt_first', [True, False])
+def test_chainable_resume(opt_first):
+    "Step 5, save optimizer and schedulers, build new ones, load both: the lrs go on as in an unbroken run."
+    def build(o): return [our_cos(o), OTHERS['StepLR'](o)]
+    full = lrs_of(build, 20, lrs=(0.05, 0.01))
+    o_a = one_param_sgd((0.05, 0.01)); ss_a = build(o_a)
+    for _ in range(5): o_a.step(); [s.step() for s in ss_a]
+    o_b = one_param_sgd((0.3, 0.3))  # other lrs at construction: the saved state wins
+    if opt_first: o_b.load_state_dict(o_a.state_dict()); ss_b = build(o_b)
+    else: ss_b = build(o_b); o_b.load_state_dict(o_a.state_dict())
+    for a,b in zip(ss_a, ss_b): b.load_state_dict(a.state_dict())
+    rest = []
+    for _ in range(15):
+        rest.append([pg['lr'] for pg in o_b.param_groups]); o_b.step(); [s.step() for s in ss_b]
+    assert rest == full[5:]
+    assert ss_b[0].num_updates == 20 and ss_b[0].last_epoch == 20
+
+def test_chainable_validation():
+    for bad in ('yes', 1, 0, None, 1.):
+        with pytest.raises(ValueError, match=rf"chainable={re.escape(repr(bad))}: must be True or False"):
+            CosineAnnealing(one_param_sgd(), 10, chainable=bad)
+    s = CosineAnnealing(one_param_sgd(), 10, chainable=True)
+    s.step_update(3); s.step_update(3)
+    with pytest.raises(ValueError, match=r'num_updates=2: this chainable CosineAnnealing is at update 3'): s.step_update(2)
+    with pytest.raises(ValueError, match='saved by a CosineAnnealing with chainable=True, loaded into one with chainable=False'):
+        CosineAnnealing(one_param_sgd(), 10).load_state_dict(s.state_dict())
+    closed = CosineAnnealing(one_param_sgd(), 10)
+    assert closed.closed_form and not s.closed_form and CosineAnnealing.closed_form
+
+def test_chainable_step_update_jumps_like_steps():
+    "step_update(n) on a chainable scheduler steps the recurrence through every update up to n: the same as n step()s."
+    o1,o2 = one_param_sgd((0.05, 0.02)),one_param_sgd((0.05, 0.02))
+    s1,s2 = our_cos(o1),our_cos(o2)
+    for _ in range(13): s1.step()
+    s2.step_update(13)
+    assert [pg['lr'] for pg in o1.param_groups] == [pg['lr'] for pg in o2.param_groups]
+    assert s1.num_updates == s2.num_updates == 13
+
+def test_chainable_keeps_the_groups_lr_at_construction():
+    "Built after another scheduler has scaled the lr, a chainable cosine leaves it (torch's rule); the default resets it."
+    o = one_param_sgd(); lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=3)
+    our_cos(o)
+    assert o.param_groups[0]['lr'] == pytest.approx(0.005, rel=1e-15) and o.param_groups[0]['initial_lr'] == 0.05
+    CosineAnnealing(o, 10)
+    assert o.param_groups[0]['lr'] == 0.05
+
+def test_chainable_tensor_lr():
+    "A tensor lr is written in place and follows the float schedule to float32 rounding."
+    o = optim.SGD([nn.Parameter(torch.zeros(1))], lr=torch.tensor(0.05)); t = o.param_groups[0]['lr']
+    ss = [our_cos(o), OTHERS['StepLR'](o)]
+    ref = lrs_of(lambda o: [our_cos(o), OTHERS['StepLR'](o)], 12, lrs=(torch.tensor(0.05).item(),))
+    got = []
+    for _ in range(12):
+        got.append([float(o.param_groups[0]['lr'])]); o.step(); [s.step() for s in ss]
+    assert_rel(got, ref, rel=1e-6)
+    assert o.param_groups[0]['lr'] is t
+
+def test_chainable_in_a_fit_equals_torch():
+    "Driven by BatchSchedCB (length filled from the fit), chainable=True trains with torch's CosineAnnealingLR's lrs."
+    got = []
+    for sched in (partial(CosineAnnealing, eta_min=1e-4, chainable=True), partial(lr_scheduler.CosineAnnealingLR, eta_min=1e-4)):
+        rec = RecorderCB(); tiny_learner([BatchSchedCB(sched), rec]).fit(2)
+        got.append(rec.recs['lr'])
+    assert len(got[0]) == 16 and got[0][0] > got[0][8] > got[0][-1]
+    assert_rel([got[0]], [got[1]])
+
+from bisect import bisect_right
+class OldSequentialLR(lr_scheduler.SequentialLR):
+    "torch's SequentialLR.step as it was before torch added `_update_lr` (2025): `scheduler.step(0)` at a milestone."
+    def step(self):
+        self.last_epoch += 1
+        idx = bisect_right(self._milestones, self.last_epoch)
+        s = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch: s.step(0)
+        else: s.step()
+        self._last_lr = s.get_last_lr()
+
+@pytest.mark.parametrize('cos', [our_cos, partial(CosineAnnealing, T_max=10, eta_min=0.001),
+                                 partial(OneCycle, T_max=10, max_lr=0.05, moms=None)])
+def test_older_torch_sequentiallr_calls_step0(cos):
+    "The torch the project still supports (>= 2.5) calls `step(0)` where 2.13 calls `_update_lr(0)`: the same lrs."
+    warm = OTHERS['LinearLR']
+    def build(seq): return lambda o: [seq(o, [warm(o), cos(o)], milestones=[3])]
+    old,new = lrs_of(build(OldSequentialLR)),lrs_of(build(lr_scheduler.SequentialLR))
+    o = one_param_sgd(); cos(o)
+    assert old == new and old[3] == [o.param_groups[0]['lr']]  # the milestone restarts at update 0's lr
+    assert old[2] != old[3] and len({v[0] for v in old}) >= 12
+
+def test_step_and_update_lr_with_an_epoch():
+    "step(0) (older torch's SequentialLR) and _update_lr(0) set the count to 0 and write update 0's lr; a bad epoch is refused."
+    for make in (our_cos, partial(CosineAnnealing, T_max=10), partial(OneCycle, T_max=10, moms=None)):
+        o = one_param_sgd(); s = make(o); first = o.param_groups[0]['lr']
+        for _ in range(4): s.step()
+        assert o.param_groups[0]['lr'] != first
+        s.step(0)
+        assert s.num_updates == s.last_epoch == 0 and o.param_groups[0]['lr'] == first
+        for _ in range(4): s.step()
+        s._update_lr(0)
+        assert s.num_updates == 0 and o.param_groups[0]['lr'] == first
+        for bad in (-1, 2.5, 'x', 1.):
+            with pytest.raises(ValueError, match=rf"epoch={re.escape(repr(bad))}"): s._update_lr(bad)
