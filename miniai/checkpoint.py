@@ -334,11 +334,11 @@ class SaveBestCB(MonitorCB):
             return
         v = learn.metrics.history[-1][self.monitor]
         if not math.isfinite(v): return
-        if len(self.top) >= self.top_k:
+        if not improved and len(self.top) >= self.top_k:  # a new best always enters
             worst = sorted(self.top, key=self._key)[self.top_k - 1][0]
             if not (v < worst - self.min_delta if self.mode == 'min' else v > worst + self.min_delta): return
         f = self.numbered(learn.epoch, v)
-        learn.save(f)  # a no-op on the processes that do not write
+        learn.save(f)  # under AccelerateCB a no-op on the processes other than the main one
         if improved and self._writer: _copy_file(f, self.path)
         again = [t for t in self.top if t[1] == learn.epoch and t[2] != f.name]  # this epoch's, by a fit resumed before it
         top = sorted([t for t in self.top if t[1] != learn.epoch] + [[v, learn.epoch, f.name]], key=self._key)

@@ -658,3 +658,19 @@ def test_top_k_loads_a_state_without_top(tmp_path):
     small_class_learn(FakeCol('valid_loss', [9., 2., 1.5]), sb).fit(2)
     eq_((sb.best, sb.best_epoch), (1.0, 0))
     eq_([(v, e) for v,e,_ in sb.top], [(2., 1), (9., 0)])
+
+def test_top_k_with_min_delta(tmp_path):
+    """min_delta: an epoch enters the top 2 when fewer are kept or it beats the worst by more than min_delta; best.pt is
+    `best_epoch`'s (an improvement beats the best by more than min_delta), which need not be the lowest value kept."""
+    seq,we = [1.0, 0.95, 0.9, 0.5],WeightsAtEpochEnd()
+    sb,seen = SaveBestCB(path=tmp_path/'best.pt', top_k=2, min_delta=0.1),[]
+    class Look(Callback):
+        order = 300
+        def after_epoch(self, learn):
+            if not learn.training: seen.append(([e for _,e,_ in sb.top], sb.best_epoch))
+    small_class_learn(FakeCol('valid_loss', seq), sb, we, Look()).fit(len(seq))
+    # epoch 1 enters (only one kept) but does not improve; epoch 2 (0.9) beats neither 1.0 - 0.1 nor 0.95 - 0.1
+    eq_(seen, [([0], 0), ([1, 0], 0), ([1, 0], 0), ([3, 1], 3)])
+    saved = load_state(tmp_path/'best.pt')[1]['model']
+    for k,v in we.w[3].items(): assert torch.equal(saved[k], v), k
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['best-e002-valid_loss=0.95.pt', 'best-e004-valid_loss=0.5.pt', 'best.pt'])
