@@ -7,12 +7,12 @@ __all__ = ['check_path', 'check_folder', 'FitInterrupted', 'CheckpointCB', 'NonF
            'EarlyStoppingCB', 'SaveBestCB']
 
 # %% ../nbs/12_checkpoint.ipynb #6f929c6b
-import math, os, signal, sys, threading
+import math, os, re, secrets, shutil, signal, sys, threading
 from pathlib import Path
 
 import torch
 from fastcore.basics import store_attr
-from .core import check_num, check_bool
+from .core import check_num, check_bool, atomic_write
 from .learner import Callback, CancelFitException, MetricsCB
 
 # %% ../nbs/12_checkpoint.ipynb #a93418d2
@@ -32,6 +32,31 @@ def check_folder(name:str, path:Path):
         probe.write_bytes(b''); probe.unlink()
     except OSError as e:
         raise ValueError(f"{name}={str(path)!r}: cannot write there ({e.strerror or e}): choose another path") from None
+
+def _copy_file(src:Path, # a complete file
+              dst:Path # the file to (over)write with it, in the same folder
+             ):
+    """Make `dst` a copy of `src` atomically (a failed copy leaves the old `dst` whole): a hard link where the filesystem
+    has them (no bytes copied; later atomic writes of either name replace it, so the other keeps its bytes), else a copy."""
+    tmp = dst.parent/f'.{dst.name}.miniai-{secrets.token_hex(4)}.tmp'  # a name `clean_stale_tmp` recognises
+    try: os.link(src, tmp)
+    except OSError:  # no hard links here (FAT, some network filesystems): copy the bytes
+        with open(src, 'rb') as f: atomic_write(dst, lambda g: shutil.copyfileobj(f, g))
+        return
+    try: os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+def _writes_files()->bool:
+    "Whether this process is the one that writes files: the only one, or rank 0 under torch.distributed."
+    import torch.distributed as dist
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+def _remove(p:Path, why:str):
+    "Delete `p` (already gone: nothing to do); a failure is reported on stderr, it does not stop the fit."
+    try: p.unlink(missing_ok=True)
+    except OSError as e: print(f"miniai: could not remove {p} ({why}): {e.strerror or e}", file=sys.stderr, flush=True)
 
 _SIGNALS = ('SIGINT', 'SIGTERM', 'SIGUSR1')  # Ctrl-C; what Slurm, Kubernetes and `timeout` send; Slurm's `--signal=USR1@T`
 
@@ -54,14 +79,23 @@ class CheckpointCB(Callback):
     once (that checkpoint then resumes at the start of the interrupted batch). SIGTERM and SIGUSR1 are taken the same
     way (`signals`); the fit then ends with `FitInterrupted`, a `KeyboardInterrupt` naming the signal. Under several
     processes (`learn.n_procs > 1`, torch.distributed) they agree at each batch's end (one all-reduce of one number),
-    so that all stop after the same batch."""
+    so that all stop after the same batch.
+
+    With `keep_last=k`, each save also leaves a numbered copy beside `path`, `{stem}-u{updates:06d}{suffix}` (e.g.
+    `checkpoint-u000120.pt` after 120 optimizer updates: `numbered`), and `path` stays the latest (`resume=path` works,
+    and so does `resume=` any numbered file). Once the new copy is complete, the numbered files of fewer updates beyond
+    the newest k are deleted. A later save at the same count (the epoch's end after its training pass) replaces that
+    count's file. Files of this scheme with more updates than the save (left by a fit that went further, before a resume
+    from an older checkpoint) are left alone; other files are never deleted. Under several processes only the one that
+    writes (rank 0) copies and deletes."""
     order = 100  # after every other callback: it saves what they have done
     def __init__(self, path='checkpoint.pt', # the checkpoint file (overwritten atomically each time)
                  every_epochs:int=1, # save at the end of every `every_epochs`-th epoch (None: never)
                  every_updates:int=None, # save after every `every_updates`-th optimizer update (None: never)
                  on_interrupt:bool=True, # save when the fit is interrupted, and take Ctrl-C at the end of a batch
                  verbose:bool=True, # say on stderr where an interruption's checkpoint is and how to resume
-                 signals=_SIGNALS # the signals taken like Ctrl-C during the fit (names), when `on_interrupt`
+                 signals=_SIGNALS, # the signals taken like Ctrl-C during the fit (names), when `on_interrupt`
+                 keep_last:int=None # also keep the last `keep_last` saves as numbered files beside `path` (None: `path` only)
                 ):
         "Called once: checks the arguments."
         if isinstance(signals, str): signals = (signals,)
@@ -70,9 +104,23 @@ class CheckpointCB(Callback):
         every_epochs = check_num('every_epochs', every_epochs, lo=1, integer=True, allow_none=True)
         every_updates = check_num('every_updates', every_updates, lo=1, integer=True, allow_none=True)
         on_interrupt,verbose = check_bool('on_interrupt', on_interrupt),check_bool('verbose', verbose)
+        keep_last = check_num('keep_last', keep_last, lo=1, integer=True, allow_none=True,
+                              what='an int >= 1 (how many numbered checkpoints to keep)')
         store_attr()
         self.path,self.saved = check_path('path', path),None
         self.signals,self._done,self._stop,self._old,self._world,self._say = tuple(signals),False,0,{},1,True
+        self._due,self._writer = False,True
+        self._num_re = re.compile(rf'^{re.escape(self.path.stem)}-u(\d{{6,}}){re.escape(self.path.suffix)}$')
+
+    def numbered(self, n_updates:int)->Path:
+        "The numbered file of a save after `n_updates` optimizer updates (with `keep_last`): `{stem}-u{n_updates:06d}{suffix}` beside `path`."
+        return self.path.with_name(f'{self.path.stem}-u{n_updates:06d}{self.path.suffix}')
+    def kept(self)->list:
+        "The numbered files of this scheme beside `path` (written with `keep_last`), fewest updates first."
+        try: names = [(int(m[1]), e.name) for e in os.scandir(self.path.parent) if (m := self._num_re.match(e.name))
+                      and e.is_file(follow_symlinks=False)]
+        except OSError: return []
+        return [self.path.with_name(nm) for _,nm in sorted(names)]
 
     def save(self, learn):
         "Write the checkpoint now (`saved` keeps its position), unless the model holds NaN/inf: the last good one stays."
@@ -84,12 +132,19 @@ class CheckpointCB(Callback):
             return
         learn.save_checkpoint(self.path)
         self.saved = learn.pos
+        if self.keep_last and self._writer: self._keep(learn.n_updates)
+    def _keep(self, n:int):
+        "`path` (complete) copied to its numbered file; then the numbered files of fewer updates beyond the newest `keep_last`, deleted."
+        _copy_file(self.path, self.numbered(n))
+        older = [p for p in self.kept() if int(self._num_re.match(p.name)[1]) < n]
+        for p in older[:max(len(older) - (self.keep_last - 1), 0)]: _remove(p, f'keep_last={self.keep_last}')
 
     def before_fit(self, learn):
         """Checks the checkpoint's folder can be written; takes over Ctrl-C and `signals` (main thread only: Python runs
         handlers there) to stop at the end of a batch."""
         check_folder('path', self.path)
-        self._done,self._stop,self._last,self._old = False,0,learn.n_updates,{}
+        self._done,self._stop,self._last,self._old,self._due = False,0,learn.n_updates,{},False
+        self._writer = _writes_files()
         import torch.distributed as dist
         self._world = getattr(learn, 'n_procs', 1) if dist.is_available() and dist.is_initialized() else 1
         self._say = self._world == 1 or dist.get_rank() == 0  # one message, not one per process
@@ -119,9 +174,16 @@ class CheckpointCB(Callback):
         if self._world > 1 and self.on_interrupt: self._stop = self._agree()
         if self._stop: raise FitInterrupted(self._stop)
     def after_epoch(self, learn):
-        "At the end of an epoch (its validation pass, or its training pass when there is none): the periodic save."
+        """At the end of an epoch (its validation pass, or its training pass when there is none): the periodic save is
+        due. It is made in `cleanup_epoch`, once every callback has run `after_epoch` (`MonitorCB`s too, whose state of
+        this epoch the checkpoint then holds)."""
         end = not learn.training or not learn.do_valid
-        if end and self.every_epochs and (learn.epoch + 1) % self.every_epochs == 0: self.save(learn)
+        self._due = bool(end and self.every_epochs and (learn.epoch + 1) % self.every_epochs == 0)
+    def cleanup_epoch(self, learn):
+        "After each pass: the periodic save `after_epoch` made due; not when an error is on its way out (a stop is not one)."
+        due,self._due = self._due,False
+        exc = sys.exc_info()[1]
+        if due and (exc is None or isinstance(exc, (CancelFitException, KeyboardInterrupt))): self.save(learn)
     def after_fit(self, learn): self._done = True
     def cleanup_fit(self, learn):
         "Gives the signals back (their handlers before the fit); after an interruption (not an error), writes the checkpoint and says how to resume."
@@ -228,24 +290,66 @@ class EarlyStoppingCB(MonitorCB):
 
 class SaveBestCB(MonitorCB):
     """Saves the model's weights to `path` (atomically, `Learner.save`) each time `monitor` improves; optionally loads
-    the best at the end. It runs after `CheckpointCB`, so a checkpoint holds the last weights, not the best."""
+    the best at the end. It runs after `CheckpointCB`, so a checkpoint holds the last weights, not the best.
+
+    With `top_k=k > 1` it also keeps the weights of the k best epochs as numbered files beside `path`,
+    `{stem}-e{epoch:03d}-{monitor}={value:.6g}{suffix}` (epochs counted from 1, as in the metrics table: `numbered`),
+    and `path` is a copy of the best one (`best_epoch`'s). An epoch enters when fewer than k are kept or its value beats
+    the worst kept by more than `min_delta` (on a tie the earlier epoch stays); the file that falls out is deleted once
+    the new one is written. `top` (best first) is in the checkpoint's state, so a resumed fit continues the ranking.
+    Under several processes only the main one (rank 0) writes and deletes."""
     def __init__(self, monitor:str='valid_loss', # a column of the metrics table
                  path='best.pt', # where the best weights go
                  mode:str='auto', # 'min', 'max', or 'auto'
                  min_delta:float=0., # an improvement must beat the best by more than this
-                 load_best:bool=True # load the best weights into the model when the fit ends (also when stopped early)
+                 load_best:bool=True, # load the best weights into the model when the fit ends (also when stopped early)
+                 top_k:int=1 # keep the weights of the `top_k` best epochs as numbered files beside `path` (1: `path` only)
                 ):
         "Called once: checks the arguments."
         load_best = check_bool('load_best', load_best)
+        top_k = check_num('top_k', top_k, lo=1, integer=True, what='an int >= 1 (how many best epochs to keep)')
         super().__init__(monitor, mode, min_delta)
-        self.path,self.load_best = check_path('path', path),load_best
+        self.path,self.load_best,self.top_k,self.top,self._writer = check_path('path', path),load_best,top_k,[],True
+    def numbered(self, epoch:int, # the epoch, counted from 0 (`learn.epoch`)
+                 value:float # its monitored value
+                )->Path:
+        "The file of an epoch in the `top_k` (with `top_k > 1`): `{stem}-e{epoch + 1:03d}-{monitor}={value:.6g}{suffix}` beside `path`."
+        col = re.sub(r'[^\w.-]', '_', self.monitor)
+        return self.path.with_name(f'{self.path.stem}-e{epoch + 1:03d}-{col}={value:.6g}{self.path.suffix}')
     def before_fit(self, learn):
-        "See `MonitorCB.before_fit`; also checks the file's folder can be written, before training."
+        """See `MonitorCB.before_fit`; also checks the file's folder can be written, before training; `top` starts
+        empty, or as a resumed fit's (a checkpoint written before `top_k` existed has none: the ranking starts afresh)."""
+        st = self._resume
         super().before_fit(learn)
         check_folder('path', self.path)
+        self.top = [] if st is None else [list(t) for t in st.get('top', [])]
+        self._writer = _writes_files()
+    def _key(self, t): return (t[0] if self.mode == 'min' else -t[0], t[1])
     def after_compare(self, learn, improved):
-        "Writes the weights when the monitored value improved (never a NaN one)."
-        if improved: learn.save(self.path)
+        """Writes the weights when the monitored value improved (never a NaN one). With `top_k > 1`: an epoch that enters
+        the best `top_k` gets its numbered file, `path` becomes a copy of it if it improved, and only then is the file
+        that fell out of `top` deleted."""
+        if self.top_k == 1:
+            if improved: learn.save(self.path)
+            return
+        v = learn.metrics.history[-1][self.monitor]
+        if not math.isfinite(v): return
+        if not improved and len(self.top) >= self.top_k:  # a new best always enters
+            worst = sorted(self.top, key=self._key)[self.top_k - 1][0]
+            if not (v < worst - self.min_delta if self.mode == 'min' else v > worst + self.min_delta): return
+        f = self.numbered(learn.epoch, v)
+        learn.save(f)  # under AccelerateCB a no-op on the processes other than the main one
+        if improved and self._writer: _copy_file(f, self.path)
+        again = [t for t in self.top if t[1] == learn.epoch and t[2] != f.name]  # this epoch's, by a fit resumed before it
+        top = sorted([t for t in self.top if t[1] != learn.epoch] + [[v, learn.epoch, f.name]], key=self._key)
+        self.top,out = top[:self.top_k],top[self.top_k:] + again
+        if self._writer:
+            for t in out: _remove(self.path.with_name(t[2]), f'out of the top_k={self.top_k}')
+    def state_dict(self)->dict:
+        "`MonitorCB.state_dict`, and with `top_k > 1` `top`: [value, epoch, file name] of each kept epoch, best first."
+        st = super().state_dict()
+        if self.top_k > 1: st['top'] = [list(t) for t in self.top]
+        return st
     def cleanup_fit(self, learn):
         "Loads the best weights back when the fit ended or was stopped (not after Ctrl-C or an error: those keep theirs)."
         if self.load_best and self.best is not None and sys.exc_info()[1] is None and self.path.exists(): learn.load(self.path)

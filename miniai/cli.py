@@ -49,6 +49,29 @@ def _fraction(s):
     if not 0 < v < 1: raise argparse.ArgumentTypeError(f"--pct-start={s!r}: must be a number in (0, 1)")
     return v
 
+def _exists_above(p:Path)->Path|None:
+    "The first of `p` and the folders above it that exists (None: none does)."
+    return next((q for q in [p, *p.parents] if os.path.lexists(q)), None)
+
+def _csv_file(s):
+    "--csv FILE: a file path (not empty, not a folder, not under a file)."
+    p = Path(s)
+    if s == '': raise argparse.ArgumentTypeError("--csv='': must be a file path, e.g. runs/metrics.csv")
+    if p.is_dir(): raise argparse.ArgumentTypeError(f"--csv={s!r}: is a folder; give a file path such as {str(p/'metrics.csv')!r}")
+    f = _exists_above(p.parent)
+    if f is not None and not f.is_dir(): raise argparse.ArgumentTypeError(f"--csv={s!r}: {str(f)!r} is a file, not a folder")
+    return p
+
+def _log_dir(s):
+    "--tensorboard DIR: a folder path (not empty, not a file, not under a file)."
+    p = Path(s)
+    if s == '': raise argparse.ArgumentTypeError("--tensorboard='': must be a folder path, e.g. runs/tb")
+    f = _exists_above(p)
+    if f is not None and not f.is_dir():
+        raise argparse.ArgumentTypeError(f"--tensorboard={s!r}: {'is a file' if f == p else repr(str(f)) + ' is a file'}, "
+                                         f"not a folder; give a folder for the event files")
+    return p
+
 PRESETS = {  # what `--preset` sets; any of these options given on the command line wins
     'default': dict(epochs=4, lr=4e-2, bs=256),  # miniai.fastnet.fast_net, 0.45x the conv net's training time (21_fastnet)
     'conv': dict(epochs=4, lr=4e-2, bs=256),  # the course's conv net (miniai.init.conv_net), the default before; why these: see "The run"
@@ -97,6 +120,12 @@ def make_parser()->argparse.ArgumentParser:
                    help='a link to the latest complete run; each run writes its own folder OUT.run-TIME-PID beside it '
                         '(default: runs/latest)')
     g.add_argument('--quiet', action='store_true', help='no table row per epoch')
+    g.add_argument('--csv', type=_csv_file, default=None, metavar='FILE',
+                   help="also write the metrics table to FILE during the fit, replaced by a whole table after each epoch "
+                        "(CSVLoggerCB); a --resume continues it (default: none)")
+    g.add_argument('--tensorboard', type=_log_dir, default=None, metavar='DIR',
+                   help="log each update's loss, lr and momentum and each epoch's metrics to TensorBoard event files in DIR "
+                        "(TensorBoardCB; needs pip install tensorboard); a --resume continues them (default: none)")
     g.add_argument('--resume', type=Path, default=None,
                    help="continue the run saved in this checkpoint (OUT/checkpoint.pt); options left out take its values, "
                         "a different value of one that changes the result is refused (default: none, a new run)")
@@ -112,6 +141,7 @@ _FIT_EXAMPLES = """examples:
   miniai fit --preset best --out runs/best        # the ResNet: about 0.937 in 2 minutes on 2 CPU cores
   miniai fit --epochs 8 --lr 0.02 --sched cosine
   miniai fit --resume runs/latest/checkpoint.pt   # after Ctrl-C or SIGTERM: continue the same run
+  miniai fit --tensorboard runs/tb --csv runs/metrics.csv  # then: tensorboard --logdir runs/tb
   miniai fit --procs 2                            # two processes through HF accelerate"""
 
 # %% ../nbs/08_cli.ipynb #e7a10c01
@@ -307,10 +337,21 @@ def _write_failed(what:str, e:OSError, model, history, out)->OutputWriteError:
     return OutputWriteError(f"{what} failed: {e.strerror or e}{name}; {saved}; "
                             f"{out} was not changed", d)
 
+_NEW_LOGGER = {'CSVLoggerCB': dict(n_prior=0), 'TensorBoardCB': dict(step=-1, scalars={})}  # the state of one that starts now
+
+def _add_loggers(st:dict, cbs:list):
+    """`--resume` with `--csv` or `--tensorboard` that the checkpoint's run had not: the checkpoint `st` with a state
+    for each such logger (the learner resumes only the same stateful callbacks), `st` itself else. The TensorBoardCB
+    starts at the resumed update; the CSVLoggerCB ignores its state and starts as in a new fit (the whole table)."""
+    new = [cb for cb in cbs if type(cb).__name__ in _NEW_LOGGER and type(cb).__name__ not in st['cbs']]
+    for cb in new:
+        if type(cb).__name__ == 'CSVLoggerCB': cb.load_state_dict = lambda state_dict: None
+    return {**st, 'cbs': {**st['cbs'], **{type(cb).__name__: _NEW_LOGGER[type(cb).__name__] for cb in new}}} if new else st
+
 def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, sched:str='onecycle', pct_start:float=0.25,
         out:Path=Path('runs/latest'), n_train:int=None, n_valid:int=None, data:Path=None, quiet:bool=False,
         precision:str='auto', accum:int=1, resume:Path=None, run_dir:Path=None, threads='auto', procs:int=1,
-        cpu_start:tuple=None, preset:str='default')->dict:
+        cpu_start:tuple=None, preset:str='default', csv:Path=None, tensorboard:Path=None)->dict:
     """Train the `preset`'s model on Fashion-MNIST and write metrics.csv, loss.png, sched.png and model.pt into a new
     run folder (`run_dir`, default `prepare_out(out)`), then make `out` a link to it (`publish_run`).
 
@@ -322,7 +363,10 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     the options (`_CLIOptionsCB`), and `resume` continues such a fit: with other options it is refused (`ValueError`).
     A last training batch of fewer than 2 images per process is dropped (BatchNorm cannot train on one image).
     A non-finite loss stops the fit with `NonFiniteLossError`: `out` is not changed, the last checkpoint stays.
-    A write the disk refuses raises `OutputWriteError`, the weights and metrics saved elsewhere (its `rescue`)."""
+    A write the disk refuses raises `OutputWriteError`, the weights and metrics saved elsewhere (its `rescue`).
+    `csv`: also the metrics table in that file, written after each epoch (`CSVLoggerCB`); `tensorboard`: TensorBoard
+    event files in that folder (`TensorBoardCB`). Their paths are in the checkpoint (`_CLIOptionsCB`); a resume that
+    adds one starts it from the resumed fit (the whole table; the scalars from the resumed update on)."""
     from functools import partial
     import torch
     import torch.nn.functional as F
@@ -340,6 +384,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
     from miniai.learner import load_checkpoint
     from miniai.optim import AdamW
     from miniai.learner import ThreadGuardCB
+    from miniai.callbacks import CSVLoggerCB, TensorBoardCB
 
     if preset not in PRESETS: raise ValueError(f"preset={preset!r}: must be one of {', '.join(map(repr, PRESETS))}")
     epochs,lr,bs = (PRESETS[preset][k] if v is None else v for k,v in (('epochs', epochs), ('lr', lr), ('bs', bs)))
@@ -370,7 +415,12 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         prec = auto_precision(def_device) if precision == 'auto' else precision  # what the fit computes with, recorded
         opts = dict(preset=preset, epochs=epochs, lr=lr, bs=bs, seed=seed, sched=sched, pct_start=pct_start if sched == 'onecycle' else None,
                     precision=prec, accum=accum, n_train=n_train, n_valid=n_valid)
-        if resume is None or '_CLIOptionsCB' in load_checkpoint(resume)['cbs']: cbs.append(_CLIOptionsCB(opts))  # older files: none
+        start = None if resume is None else load_checkpoint(resume)
+        logs = {k: None if v is None else str(Path(v).absolute()) for k,v in (('csv', csv), ('tensorboard', tensorboard))}
+        if start is None or '_CLIOptionsCB' in start['cbs']: cbs.append(_CLIOptionsCB(opts, logs))  # older files: none
+        if csv is not None: cbs.append(CSVLoggerCB(csv))
+        if tensorboard is not None: cbs.append(TensorBoardCB(tensorboard))
+        start = resume if start is None else _add_loggers(start, cbs)
         if procs > 1:
             from miniai.accel import AccelerateCB
             cbs.insert(0, AccelerateCB(mixed_precision='fp16' if precision == 'fp16' else None))
@@ -393,7 +443,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
         adamw = AdamW if procs == 1 else optim.AdamW
         learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs, opt_func=partial(adamw, eps=1e-5),
                              thread_guard=guard)
-        try: learn.fit(epochs, resume=resume)
+        try: learn.fit(epochs, resume=start)
         except (OSError, RuntimeError) as e:
             de = _disk_error(e)
             if de is None or resume is not None and Path(getattr(de, 'filename', None) or '') == Path(resume): raise
@@ -560,6 +610,7 @@ def main(argv=None):
         if args.pct_start is not None and args.sched != 'onecycle':
             p.error(f"--pct-start={args.pct_start} only applies to --sched onecycle, not --sched {args.sched}")
         if args.n_train is not None or args.n_valid is not None: _check_counts(args, p)  # read from the IDX headers
+        if args.csv is not None or args.tensorboard is not None: _check_logs(args, p)
         if args.procs > 1 and args.bs % args.procs:
             p.error(f"--bs={args.bs} with --procs={args.procs}: the global batch must split evenly across the processes")
         if args.run_dir is not None: run = args.run_dir  # a worker of --procs: its launcher made the folder
@@ -576,7 +627,7 @@ def main(argv=None):
                 pct_start=0.25 if args.pct_start is None else args.pct_start, out=args.out, n_train=args.n_train,
                 n_valid=args.n_valid, data=args.data, quiet=args.quiet, precision=args.precision, accum=args.accum,
                 resume=args.resume, run_dir=run, threads=args.threads, procs=args.procs, cpu_start=cpu0,
-                preset=args.preset)
+                preset=args.preset, csv=args.csv, tensorboard=args.tensorboard)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGUSR1 (CheckpointCB's `FitInterrupted`, or `_stop_now`)
             sig = getattr(e, 'signum', signal.SIGINT)
             if 'MINIAI_LAUNCHER_PID' in os.environ: sys.exit(128 + sig)  # a worker of --procs: its launcher says how to resume
@@ -589,6 +640,7 @@ def main(argv=None):
             from miniai.datasets import FashionMNISTError
             from miniai.checkpoint import NonFiniteLossError
             if isinstance(e, FashionMNISTError): sys.exit(f"miniai: {e}")
+            if isinstance(e, ImportError) and 'tensorboard' in str(e): sys.exit(f"miniai: error: --tensorboard: {e}")
             if isinstance(e, NonFiniteLossError):
                 last = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
                 sys.exit(f"miniai: {e}\nminiai: {args.out} was not changed by this run; {last}")
@@ -597,6 +649,21 @@ def main(argv=None):
             raise
         finally:
             for s,h in old.items(): signal.signal(s, h)
+
+def _check_logs(args, p):
+    """`--tensorboard`: its package must be installed; `--csv` and `--tensorboard`: their folders made and written to
+    (a probe file) on the main process. A clear one-line error otherwise, before the data, the imports and the training."""
+    if args.tensorboard is not None:
+        try: import tensorboard
+        except ImportError as e: p.error(f"--tensorboard {args.tensorboard}: needs the tensorboard package ({e}): pip install tensorboard")
+    if int(os.environ.get('RANK', '0')) != 0: return  # the main process writes them
+    for opt,d in (('--csv', None if args.csv is None else args.csv.parent), ('--tensorboard', args.tensorboard)):
+        if d is None: continue
+        probe = d/f'.probe.miniai-{secrets.token_hex(4)}.tmp'
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b''); probe.unlink()
+        except OSError as e: p.error(f"{opt} {getattr(args, opt[2:])}: cannot write in {d} ({e.strerror or e})")
 
 def _stop_now(signum, frame):
     "`miniai fit`'s SIGTERM / SIGUSR1 outside a fit (imports, data loading): stop as Ctrl-C would, with the signal's exit status."
@@ -610,12 +677,13 @@ _SAME = ('preset', 'epochs', 'lr', 'bs', 'seed', 'sched', 'pct_start', 'precisio
 
 class _CLIOptionsCB:
     """Carries `miniai fit`'s resolved options (`_SAME`) inside the fit's checkpoint: a stateful callback, its
-    `state_dict` is saved by `Learner.fit_state`. It takes no part in training."""
+    `state_dict` is saved by `Learner.fit_state`. It takes no part in training. `logs`: the `--csv` and `--tensorboard`
+    paths (absolute, or None), recorded beside the options, not compared: a `--resume` that leaves them out keeps them."""
     order = 0
-    def __init__(self, opts:dict): self.opts = dict(opts)
+    def __init__(self, opts:dict, logs:dict=None): self.opts,self.logs = dict(opts),dict(logs or {})
     def state_dict(self)->dict:
-        "The options, as plain data (str, int, float, None): what the checkpoint records."
-        return dict(self.opts)
+        "The options and the logs' paths, as plain data (str, int, float, None): what the checkpoint records."
+        return {**self.logs, **self.opts}
     def load_state_dict(self, state_dict:dict):
         "Called by a resume, before training: the checkpoint's options must be these; a `ValueError` names each that differs."
         diff = _option_diff(state_dict, self.opts)
@@ -641,6 +709,8 @@ def _resume_options(args, given:set)->str:
     st = load_checkpoint(args.resume)
     fit = {'procs': 1, **st['fit']}  # checkpoints written before `procs` was recorded come from one process
     saved = st['cbs'].get('_CLIOptionsCB') or {'epochs': fit.get('n_epochs'), 'accum': fit.get('accum')}  # older: its spec
+    for k in ('csv', 'tensorboard'):  # the run's loggers go on, where the command line names none
+        if k not in given and saved.get(k) is not None: setattr(args, k, Path(saved[k]))
     saved = {**{k: saved[k] for k in _SAME if k in saved}, 'procs': fit['procs']}
     if args.precision == 'auto': given = given - {'precision'}  # 'auto' means the checkpoint's choice
     now = {k: getattr(args, k) for k in saved if k in given}

@@ -478,3 +478,199 @@ def test_resumed_optimizer_state_has_the_parameters_layout(tmp_path):
     learn().fit(2, resume=tmp_path/'ck.pt', cbs=Look())
     cl = torch.empty(4, 2, 3, 3).to(memory_format=torch.channels_last).stride()
     assert seen['strides'] == (cl, cl)
+
+# --- retention: CheckpointCB(keep_last=k), SaveBestCB(top_k=k) (issue 19) ---
+import miniai.checkpoint as mck, miniai.safefile as msf
+
+def folder(d): return {f.name: f.read_bytes() for f in sorted(d.iterdir())}
+
+def keep_learn(d, keep_last=2, every=6, *extra):
+    return make_learn(CheckpointCB(d/'ck.pt', every_epochs=None, every_updates=every, keep_last=keep_last, verbose=False), *extra)
+
+def test_keep_last_keeps_the_newest(tmp_path, one_thread):
+    "keep_last=2 over 5 saves (updates 6..30): the 2 newest numbered files and ck.pt, which is the newest; other files stay."
+    others = ['ck-u12.pt', 'ck-u000003.ptx', 'other-u000001.pt', 'ck.notes']  # not of the scheme: never deleted
+    for nm in others: (tmp_path/nm).write_text('mine')
+    learn = keep_learn(tmp_path)
+    learn.fit(3)
+    eq_(sorted(f.name for f in tmp_path.iterdir()), sorted(['ck.pt', 'ck-u000024.pt', 'ck-u000030.pt'] + others))
+    eq_((tmp_path/'ck.pt').read_bytes(), (tmp_path/'ck-u000030.pt').read_bytes())
+    eq_(load_checkpoint(tmp_path/'ck-u000024.pt')['pos']['n_updates'], 24)
+    eq_([p.name for p in learn.cbs[-1].kept()], ['ck-u000024.pt', 'ck-u000030.pt'])
+    for nm in others: eq_((tmp_path/nm).read_text(), 'mine')
+
+def test_keep_last_none_is_one_file(tmp_path):
+    make_learn(CheckpointCB(tmp_path/'ck.pt', every_updates=6, verbose=False)).fit(2)
+    eq_([f.name for f in tmp_path.iterdir()], ['ck.pt'])
+
+def test_keep_last_copies_without_hard_links(tmp_path, monkeypatch):
+    "On a filesystem without hard links the numbered files are whole copies."
+    def no_link(*a): raise OSError(1, 'Operation not permitted')
+    monkeypatch.setattr(mck.os, 'link', no_link)
+    keep_learn(tmp_path, keep_last=3).fit(2)
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['ck-u000006.pt', 'ck-u000012.pt', 'ck-u000018.pt', 'ck.pt'])
+    eq_((tmp_path/'ck.pt').read_bytes(), (tmp_path/'ck-u000018.pt').read_bytes())
+    assert (tmp_path/'ck.pt').stat().st_ino != (tmp_path/'ck-u000018.pt').stat().st_ino
+
+def _half_writer(real):
+    "`atomic_write` whose write stops half-way with an OSError (a full disk)."
+    def aw(path, write):
+        def half(f):
+            buf = __import__('io').BytesIO(); write(buf); f.write(buf.getvalue()[:len(buf.getvalue())//2])
+            raise OSError(28, 'No space left on device')
+        real(path, half)
+    return aw
+
+@pytest.mark.parametrize('stage', ['checkpoint', 'copy'])
+def test_keep_last_interrupted_write_deletes_nothing(tmp_path, monkeypatch, stage):
+    """A save that fails half-way (the checkpoint itself, or the numbered copy on a filesystem without hard links):
+    every file stays whole and nothing is deleted; the fit ends with the error."""
+    seen = {}
+    class Break(Callback):
+        order = CheckpointCB.order - 1
+        def cleanup_batch(self, learn):
+            if learn.n_updates == 24 and not seen:  # before the 4th save: the folder as it is, then a broken writer
+                seen.update(folder(tmp_path))
+                if stage == 'checkpoint': monkeypatch.setattr(msf, 'atomic_write', _half_writer(msf.atomic_write))
+                else:
+                    monkeypatch.setattr(mck.os, 'link', lambda *a: (_ for _ in ()).throw(OSError(1, 'no links')))
+                    monkeypatch.setattr(mck, 'atomic_write', _half_writer(mck.atomic_write))
+    learn = keep_learn(tmp_path, 2, 6, Break())
+    with pytest.raises(OSError, match='No space left'): learn.fit(3)
+    eq_(sorted(seen), ['ck-u000012.pt', 'ck-u000018.pt', 'ck.pt'])
+    after = folder(tmp_path)
+    if stage == 'copy':  # ck.pt was written whole; its numbered copy failed: no numbered file went
+        eq_(load_checkpoint(tmp_path/'ck.pt')['pos']['n_updates'], 24)
+        after.pop('ck.pt'); seen.pop('ck.pt')
+    eq_(after, seen)
+
+def test_keep_last_only_the_writer_deletes(tmp_path, monkeypatch):
+    "A process that does not write the files (rank > 0) makes no numbered file and deletes none."
+    old = tmp_path/'ck-u000001.pt'; old.write_bytes(b'x')
+    monkeypatch.setattr(mck, '_writes_files', lambda: False)
+    keep_learn(tmp_path, keep_last=1).fit(2)
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['ck-u000001.pt', 'ck.pt'])
+
+@pytest.mark.parametrize('exc', [CancelFitException, RuntimeError], ids=['stop', 'crash'])
+def test_keep_last_resume_numbers_on(tmp_path, one_thread, exc):
+    "A resumed fit numbers on from the checkpoint's update count (saves every 4 updates); the earlier run's files count in keep_last."
+    learn = keep_learn(tmp_path, 3, 4)
+    with pytest.raises(RuntimeError) if exc is RuntimeError else __import__('contextlib').nullcontext():
+        learn.fit(3, cbs=StopAt('after_batch', (1, True, 4), exc))  # after update 15: saves 4, 8, 12 (+15 on a stop)
+    first = [4, 8, 12] if exc is RuntimeError else [8, 12, 15]  # a crash writes no checkpoint; a stop does
+    eq_([p.name for p in learn.cbs[-1].kept()], [f'ck-u{n:06d}.pt' for n in first])
+    learn = keep_learn(tmp_path, 3, 4)
+    learn.fit(3, resume=tmp_path/'ck.pt')
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['ck-u000020.pt', 'ck-u000024.pt', 'ck-u000028.pt', 'ck.pt'])
+    same(result(learn), reference())
+
+@pytest.mark.parametrize('kw', [dict(keep_last=0), dict(keep_last=-1), dict(keep_last=1.5), dict(keep_last=True),
+                                dict(keep_last='2'), dict(keep_last=2.0)])
+def test_keep_last_bad_values(kw):
+    with pytest.raises(ValueError, match=rf"keep_last={kw['keep_last']!r}: must be an int >= 1 .*or None"): CheckpointCB(**kw)
+
+@pytest.mark.parametrize('top_k', [0, -2, 1.5, 2.0, True, None, '3'])
+def test_top_k_bad_values(top_k):
+    with pytest.raises(ValueError, match=rf"top_k={top_k!r}: must be an int >= 1"): SaveBestCB(top_k=top_k)
+
+class Files(Callback):
+    "The folder's file names after each epoch (after SaveBestCB)."
+    order = 300
+    def __init__(self, d): self.d,self.seen = d,[]
+    def after_epoch(self, learn):
+        if not learn.training: self.seen.append(sorted(f.name for f in self.d.iterdir()))
+
+SEQ_K = [3., 2., 2.5, 1.5, 1.8, 2.2]
+
+def test_top_k_keeps_the_best_epochs(tmp_path):
+    best,we,files = tmp_path/'best.pt',WeightsAtEpochEnd(),Files(tmp_path)
+    sb = SaveBestCB(path=best, top_k=2)
+    learn = small_class_learn(FakeCol('valid_loss', SEQ_K), sb, we, files)
+    learn.fit(len(SEQ_K))
+    f = lambda e: f'best-e{e + 1:03d}-valid_loss={SEQ_K[e]:g}.pt'
+    eq_(files.seen, [sorted(x + ['best.pt']) for x in
+                     [[f(0)], [f(0), f(1)], [f(1), f(2)], [f(1), f(3)], [f(3), f(4)], [f(3), f(4)]]])
+    eq_(sb.top, [[1.5, 3, f(3)], [1.8, 4, f(4)]])
+    eq_((sb.best, sb.best_epoch), (1.5, 3))
+    for e in (3, 4):
+        saved = load_state(tmp_path/f(e))[1]['model']
+        for k,v in we.w[e].items(): assert torch.equal(saved[k], v), (e, k)
+    eq_(best.read_bytes(), (tmp_path/f(3)).read_bytes())
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, we.w[3][k]), k  # load_best: the best epoch's
+
+def test_top_k_max_mode(tmp_path):
+    seq = [.5, .7, .6, .65, .9]
+    sb = SaveBestCB('accuracy', path=tmp_path/'b.pt', top_k=3)
+    small_class_learn(FakeCol('accuracy', seq), sb).fit(len(seq))
+    eq_([(v, e) for v,e,_ in sb.top], [(.9, 4), (.7, 1), (.65, 3)])
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['b-e002-accuracy=0.7.pt', 'b-e004-accuracy=0.65.pt',
+                                                     'b-e005-accuracy=0.9.pt', 'b.pt'])
+
+def test_top_k_one_is_one_file(tmp_path):
+    sb = SaveBestCB(path=tmp_path/'best.pt')
+    small_class_learn(FakeCol('valid_loss', SEQ_K), sb).fit(len(SEQ_K))
+    eq_([f.name for f in tmp_path.iterdir()], ['best.pt'])
+    eq_(sb.state_dict(), dict(best=1.5, best_epoch=3, wait=2))  # as before top_k: no 'top'
+
+def test_top_k_failed_write_deletes_nothing(tmp_path, monkeypatch):
+    "The epoch that enters the top 2 cannot be written: the file it would push out stays, and so does best.pt."
+    seen = {}
+    class Break(Callback):
+        order = 50
+        def after_epoch(self, learn):
+            if not learn.training and learn.epoch == 3:
+                seen.update(folder(tmp_path))
+                monkeypatch.setattr(msf, 'atomic_write', _half_writer(msf.atomic_write))
+    sb = SaveBestCB(path=tmp_path/'best.pt', top_k=2)
+    with pytest.raises(OSError, match='No space'): small_class_learn(FakeCol('valid_loss', SEQ_K), Break(), sb).fit(len(SEQ_K))
+    eq_(sorted(seen), ['best-e002-valid_loss=2.pt', 'best-e003-valid_loss=2.5.pt', 'best.pt'])
+    eq_(folder(tmp_path), seen)
+    eq_([e for _,e,_ in sb.top], [1, 2])
+
+@pytest.mark.parametrize('exc', [CancelFitException, RuntimeError], ids=['stop', 'crash'])
+def test_top_k_resume_continues_the_ranking(tmp_path, one_thread, exc):
+    """Stopped in epoch 4 (a stop: the checkpoint of the stop; a crash: the last epoch-end checkpoint, which holds
+    SaveBestCB's state of that epoch), resumed by a new learner: the same files, ranking and best weights as one fit."""
+    (tmp_path/'a').mkdir(); (tmp_path/'b').mkdir()
+    def learn_(d): return small_class_learn(FakeCol('valid_loss', SEQ_K), SaveBestCB(path=d/'best.pt', top_k=2),
+                                            EarlyStoppingCB(patience=3), CheckpointCB(d/'ck.pt', verbose=False))
+    ref = learn_(tmp_path/'a'); ref.fit(len(SEQ_K))
+    learn = learn_(tmp_path/'b')
+    with pytest.raises(RuntimeError) if exc is RuntimeError else __import__('contextlib').nullcontext():
+        learn.fit(len(SEQ_K), cbs=StopAt('after_batch', (3, True, 1), exc))
+    eq_([e for _,e,_ in learn.cbs[-3].top], [1, 2])
+    eq_(load_checkpoint(tmp_path/'b'/'ck.pt')['cbs']['SaveBestCB']['top'], learn.cbs[-3].top)
+    learn = learn_(tmp_path/'b')
+    learn.fit(len(SEQ_K), resume=tmp_path/'b'/'ck.pt')
+    sb,sb_ref = learn.cbs[-3],ref.cbs[-3]
+    eq_(sb.top, sb_ref.top)
+    eq_((sb.best, sb.best_epoch, learn.cbs[-2].wait), (sb_ref.best, sb_ref.best_epoch, ref.cbs[-2].wait))
+    a,b = folder(tmp_path/'a'),folder(tmp_path/'b')
+    eq_(sorted(a), sorted(b))
+    for nm in a:
+        if nm != 'ck.pt': eq_(load_state(tmp_path/'a'/nm)[1]['model'].keys(), load_state(tmp_path/'b'/nm)[1]['model'].keys())
+    for k,v in learn.model.state_dict().items(): assert torch.equal(v, ref.model.state_dict()[k]), k
+
+def test_top_k_loads_a_state_without_top(tmp_path):
+    "A checkpoint's SaveBestCB state from before top_k (no 'top') still loads: the ranking starts afresh, the best is kept."
+    sb = SaveBestCB(path=tmp_path/'best.pt', top_k=2)
+    sb.load_state_dict(dict(best=1.0, best_epoch=0, wait=0))
+    small_class_learn(FakeCol('valid_loss', [9., 2., 1.5]), sb).fit(2)
+    eq_((sb.best, sb.best_epoch), (1.0, 0))
+    eq_([(v, e) for v,e,_ in sb.top], [(2., 1), (9., 0)])
+
+def test_top_k_with_min_delta(tmp_path):
+    """min_delta: an epoch enters the top 2 when fewer are kept or it beats the worst by more than min_delta; best.pt is
+    `best_epoch`'s (an improvement beats the best by more than min_delta), which need not be the lowest value kept."""
+    seq,we = [1.0, 0.95, 0.9, 0.5],WeightsAtEpochEnd()
+    sb,seen = SaveBestCB(path=tmp_path/'best.pt', top_k=2, min_delta=0.1),[]
+    class Look(Callback):
+        order = 300
+        def after_epoch(self, learn):
+            if not learn.training: seen.append(([e for _,e,_ in sb.top], sb.best_epoch))
+    small_class_learn(FakeCol('valid_loss', seq), sb, we, Look()).fit(len(seq))
+    # epoch 1 enters (only one kept) but does not improve; epoch 2 (0.9) beats neither 1.0 - 0.1 nor 0.95 - 0.1
+    eq_(seen, [([0], 0), ([1, 0], 0), ([1, 0], 0), ([3, 1], 3)])
+    saved = load_state(tmp_path/'best.pt')[1]['model']
+    for k,v in we.w[3].items(): assert torch.equal(saved[k], v), k
+    eq_(sorted(f.name for f in tmp_path.iterdir()), ['best-e002-valid_loss=0.95.pt', 'best-e004-valid_loss=0.5.pt', 'best.pt'])

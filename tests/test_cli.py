@@ -40,6 +40,8 @@ def one_clear_line(r, *contains, rc=2):
     # --pct-start means nothing to these schedules: refused, not ignored
     (['fit', '--sched', 'cosine', '--pct-start', '0.3'], '--pct-start=0.3 only applies to --sched onecycle, not --sched cosine'),
     (['fit', '--pct-start', '0.3', '--sched', 'none'], '--pct-start=0.3 only applies to --sched onecycle, not --sched none'),
+    (['fit', '--csv', ''], "--csv='': must be a file path"),
+    (['fit', '--tensorboard', ''], "--tensorboard='': must be a folder path"),
 ])
 def test_bad_arguments_one_line(args, msg):
     one_clear_line(run(*args), msg)
@@ -407,3 +409,81 @@ def test_counts_beyond_the_data_refused(tmp_path, opt, n, split):
     r = run('fit', opt, str(n), '--out', str(tmp_path/'o'))
     one_clear_line(r, f'{opt}={n}: the data has 60,000 training and 10,000 test images; give at most {split}')
     assert not os.listdir(tmp_path)  # before the run folder is made
+
+# ------------------------------------------------------------------------------------------------ --csv, --tensorboard (issue 19)
+EPOCH_COLS = ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']  # MetricsCB's table, as CSVLoggerCB writes it
+
+def events(d)->dict:
+    "The scalars of the TensorBoard event files in `d`: {tag: [(step, value), ...]}, as TensorBoard reads them."
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(d)); ea.Reload()
+    return {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ea.Tags()['scalars']}
+
+def check_logs(tb, f, epochs, per_epoch, first=1):
+    "The event files: each tag, one loss per update from `first`, the epochs' rows; the CSV: one row per epoch, the table's columns."
+    ev,n = events(tb),epochs*per_epoch
+    assert set(ev) == {'train/loss', 'lr/group0', 'mom/group0', *(f'epoch/{c}' for c in EPOCH_COLS[1:])}, set(ev)
+    assert [s for s,_ in ev['train/loss']] == list(range(first, n + 1))
+    assert [s for s,_ in ev['lr/group0']] == list(range(first, n + 1))
+    rows = list(csv.DictReader(open(f)))
+    assert list(rows[0]) == EPOCH_COLS and [r['epoch'] for r in rows] == [str(i + 1) for i in range(epochs)]
+    vl = [(s, v) for s,v in ev['epoch/valid_loss']]
+    assert [s for s,_ in vl] == [per_epoch*(i + 1) for i in range(epochs)][-len(vl):]  # one per epoch logged, at its last update
+    for (_,v),r in zip(vl[::-1], rows[::-1]): assert v == pytest.approx(float(r['valid_loss']), rel=1e-6)
+    return rows
+
+@real_data
+def test_tensorboard_and_csv(tmp_path):
+    out,tb,f = tmp_path/'o',tmp_path/'tb',tmp_path/'logs'/'m.csv'
+    r = run('fit', '--epochs', '2', *SMALL, '--out', str(out), '--tensorboard', str(tb), '--csv', str(f))
+    assert r.returncode == 0, r.stderr
+    rows = check_logs(tb, f, 2, 4)  # 1024 images at --bs 256: 4 updates an epoch
+    for a,b in zip(rows, csv.DictReader(open(out/'metrics.csv'))):  # the run's own table, 6 decimals
+        assert (float(a['valid_loss']), float(a['accuracy'])) == pytest.approx((float(b['valid_loss']), float(b['valid_accuracy'])), abs=1e-6)
+
+def _stopped_after_an_epoch(args, out)->Path:
+    "Run `miniai fit args`, Ctrl-C it once its first checkpoint exists (after epoch 1); the checkpoint the resume line names."
+    p = subprocess.Popen([MINIAI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t = time.time()
+        while not list(out.parent.glob(f'{out.name}.run-*/checkpoint.pt')) and p.poll() is None and time.time() - t < 120:
+            time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        _,err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None: p.kill(); p.communicate()
+    assert p.returncode == 130, err
+    return Path(err.strip().splitlines()[-1].split(' --resume ')[-1])
+
+@real_data
+@pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
+@pytest.mark.parametrize('how', ['kept', 'added'])
+def test_tensorboard_and_csv_go_on_after_resume(tmp_path, how):
+    """Ctrl-C after the first epoch, then `--resume`: kept, the run's --csv and --tensorboard (not given again) go on,
+    no update's scalars or row twice; added by the resume, the CSV is the whole table and the scalars start at the resume."""
+    out,tb,f = tmp_path/'o',tmp_path/'tb',tmp_path/'m.csv'
+    base = ['fit', '--epochs', '3', '--n-train', '2048', '--n-valid', '256', '--bs', '256', '--quiet', '--out', str(out)]
+    logs = ['--tensorboard', str(tb), '--csv', str(f)]
+    ck = _stopped_after_an_epoch(base + logs if how == 'kept' else base, out)
+    n0 = load_checkpoint(ck)['pos']['n_updates']
+    assert 0 < n0 < 24, n0
+    r = run('fit', '--resume', str(ck), '--out', str(out), '--quiet', *(logs if how == 'added' else []))
+    assert r.returncode == 0, r.stderr
+    check_logs(tb, f, 3, 8, first=1 if how == 'kept' else n0 + 1)
+
+def test_tensorboard_missing_is_one_clear_error(tmp_path):
+    "Without the tensorboard package: one line naming `pip install tensorboard`, before any run folder or data."
+    shadow = tmp_path/'shadow'/'tensorboard'; shadow.mkdir(parents=True)
+    (shadow/'__init__.py').write_text("raise ImportError(\"No module named 'tensorboard'\")\n")
+    env = {**os.environ, 'PYTHONPATH': str(shadow.parent) + os.pathsep + os.environ.get('PYTHONPATH', '')}
+    one_clear_line(run('fit', '--tensorboard', str(tmp_path/'tb'), '--out', str(tmp_path/'o'), '--data', 'nowhere', env=env),
+                   '--tensorboard', 'pip install tensorboard')
+    assert sorted(os.listdir(tmp_path)) == ['shadow']
+
+def test_csv_and_tensorboard_paths_checked_first(tmp_path):
+    "A --csv that is a folder or under a file, a --tensorboard that is a file: one line each, nothing made."
+    f = tmp_path/'f'; f.write_text('mine')
+    for args,msg in [(['--csv', str(tmp_path)], 'is a folder'), (['--csv', str(f/'m.csv')], f"{str(f)!r} is a file, not a folder"),
+                     (['--tensorboard', str(f)], 'is a file, not a folder'), (['--tensorboard', str(f/'tb')], 'is a file, not a folder')]:
+        one_clear_line(run('fit', *args, '--out', str(tmp_path/'o'), '--data', 'nowhere'), args[0] + '=', msg)
+    assert sorted(os.listdir(tmp_path)) == ['f'] and f.read_text() == 'mine'
