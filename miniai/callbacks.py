@@ -202,7 +202,7 @@ class CSVLoggerCB(StatefulCallback):
         st = self.resumed()
         rows = self._read() if (self.append or st is not None) else []
         keep = st['n_prior'] if st is not None else max(len(rows) - 1, 0)
-        if st is not None and len(rows) - 1 < keep:
+        if st is not None and max(len(rows) - 1, 0) < keep:  # a missing file is fine when no earlier rows are expected
             raise ValueError(f"CSVLoggerCB: resume: {str(self.path)!r} has {max(len(rows) - 1, 0)} rows, the checkpoint "
                              f"expects {keep} from earlier fits before this one's: was the file replaced?")
         self._prior = rows[:keep + 1] if keep else []

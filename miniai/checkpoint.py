@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from fastcore.basics import store_attr
 from .core import check_num, check_bool, atomic_write
-from .learner import Callback, CancelFitException, MetricsCB
+from .callback import Callback, StatefulCallback, CancelFitException
+from .learner import MetricsCB
 
 # %% ../nbs/12_checkpoint.ipynb #a93418d2
 def check_path(name:str, path)->Path:
@@ -218,7 +219,7 @@ class TerminateOnNaNCB(Callback):
                 f"the weights. Lower the lr (or use warm-up / gradient clipping) and resume from the last checkpoint")
 
 # %% ../nbs/12_checkpoint.ipynb #3dd89d91
-class MonitorCB(Callback):
+class MonitorCB(StatefulCallback):
     """Watches one column of the metrics table (`MetricsCB.history`) at the end of each epoch; subclasses act on an
     improvement (`improved`) or its absence. `mode` 'auto' minimises a column named like a loss or an error."""
     order = CheckpointCB.order + 1  # after MetricsCB has written the epoch's row, and after CheckpointCB (see SaveBestCB)
@@ -231,7 +232,7 @@ class MonitorCB(Callback):
         if mode not in ('min', 'max', 'auto'): raise ValueError(f"mode={mode!r}: must be 'min', 'max' or 'auto'")
         min_delta = check_num('min_delta', min_delta, lo=0)
         if mode == 'auto': mode = 'min' if ('loss' in monitor or 'error' in monitor) else 'max'
-        self.monitor,self.mode,self.min_delta,self._resume = monitor,mode,float(min_delta),None
+        self.monitor,self.mode,self.min_delta = monitor,mode,float(min_delta)
         self.best,self.best_epoch,self.wait = None,None,0
 
     def before_fit(self, learn):
@@ -242,9 +243,10 @@ class MonitorCB(Callback):
                 (['valid_loss'] + list(ms.metrics) if learn.do_valid else []))
         if self.monitor not in cols:
             raise ValueError(f"monitor={self.monitor!r}: not a column of this fit's metrics table; it has {cols}")
-        self.best,self.best_epoch,self.wait = None,None,0
-        st,self._resume = self._resume,None
-        if st is not None: self.best,self.best_epoch,self.wait = st['best'],st['best_epoch'],st['wait']
+        self.restore(self.resumed())
+    def restore(self, st:dict):
+        "Called by `before_fit` with a resumed fit's state (None for a fresh fit): the best value, its epoch, the wait."
+        self.best,self.best_epoch,self.wait = (None,None,0) if st is None else (st['best'],st['best_epoch'],st['wait'])
 
     def after_epoch(self, learn):
         "At the end of an epoch: compares the monitored value with the best so far."
@@ -260,9 +262,6 @@ class MonitorCB(Callback):
     def state_dict(self)->dict:
         "The best value, its epoch, and the epochs since (for a checkpoint of the fit)."
         return dict(best=self.best, best_epoch=self.best_epoch, wait=self.wait)
-    def load_state_dict(self, state_dict:dict):
-        "Make the next fit continue from this state (applied in its `before_fit`)."
-        self._resume = state_dict
 
 class EarlyStoppingCB(MonitorCB):
     "Stops the fit (`CancelFitException`) when `monitor` has not improved for `patience` epochs."
@@ -319,11 +318,13 @@ class SaveBestCB(MonitorCB):
     def before_fit(self, learn):
         """See `MonitorCB.before_fit`; also checks the file's folder can be written, before training; `top` starts
         empty, or as a resumed fit's (a checkpoint written before `top_k` existed has none: the ranking starts afresh)."""
-        st = self._resume
         super().before_fit(learn)
         check_folder('path', self.path)
-        self.top = [] if st is None else [list(t) for t in st.get('top', [])]
         self._writer = _writes_files()
+    def restore(self, st:dict):
+        "`MonitorCB.restore`, and `top`: empty for a fresh fit, or the resumed fit's (none in a checkpoint from before `top_k`)."
+        super().restore(st)
+        self.top = [] if st is None else [list(t) for t in st.get('top', [])]
     def _key(self, t): return (t[0] if self.mode == 'min' else -t[0], t[1])
     def after_compare(self, learn, improved):
         """Writes the weights when the monitored value improved (never a NaN one). With `top_k > 1`: an epoch that enters

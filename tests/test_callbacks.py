@@ -229,6 +229,17 @@ def test_csv_no_duplicated_epochs_after_resume(tmp_path, ck):
     assert got[0]['train_loss'] == '9.0'
     assert got[1:] == ref and [r['epoch'] for r in got] == ['1', '1', '2', '3']
 
+def test_csv_resume_rewrites_a_deleted_file_from_the_history(tmp_path):
+    "A resume whose CSV file was deleted (no earlier fits' rows expected): the file is written again from the resumed history."
+    (tmp_path/'a').mkdir(); (tmp_path/'b').mkdir()
+    learn,_ = _learn(tmp_path/'a', CSVLoggerCB(tmp_path/'a'/'m.csv')); learn.fit(3)
+    p = tmp_path/'b'/'m.csv'
+    def make():
+        if p.exists(): p.unlink()  # deleted between the stop and the resume
+        return [CSVLoggerCB(p)]
+    _interrupted_then_resumed(tmp_path/'b', make)
+    assert read_csv(p) == read_csv(tmp_path/'a'/'m.csv')
+
 def test_csv_failed_write_leaves_old_file(tmp_path, monkeypatch):
     import miniai.core
     p = tmp_path/'m.csv'
