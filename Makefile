@@ -13,9 +13,11 @@ setup:
 train: setup
 	$(BIN)/miniai fit --out $(OUT)
 
-## Everything CI checks: notebooks and package in sync, notebook tests, pytest.
+## Everything CI checks: notebooks and package in sync, then pytest, whose tests/test_notebooks.py runs every notebook
+## (slow cells aside, as nbdev-test does) in a real Jupyter kernel and also fails a figure shown as text. `nbtest`
+## (nbdev-test) checks the same cells; it is not run twice here.
 test: setup
-	@$(MAKE) --no-print-directory sync nbtest pytest
+	@$(MAKE) --no-print-directory sync pytest
 
 ## Fails when nbdev-clean or nbdev-export would change a file (notebooks and package out of sync).
 sync:
@@ -25,7 +27,8 @@ sync:
 	  echo "nbdev-clean/nbdev-export changed these files: edit the notebooks, re-export, commit both:"; \
 	  git status --porcelain -- nbs miniai; git --no-pager diff --stat -- nbs miniai; exit 1; fi
 
-nbtest:
+## The notebooks' cells through nbdev-test (slow cells skipped); `make test` runs them in a kernel instead.
+nbtest: setup
 	$(BIN)/nbdev-test --n-workers 2 --timing
 
 ## Every notebook cell, the `#| slow` training runs included (several minutes): what a reader's "Run All" does.
