@@ -615,6 +615,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'miniai.sched.OneCycle.__init__': ('sched.html#onecycle.__init__', 'miniai/sched.py'),
                               'miniai.sched.OneCycle._at': ('sched.html#onecycle._at', 'miniai/sched.py'),
                               'miniai.sched.OneCycle._build': ('sched.html#onecycle._build', 'miniai/sched.py'),
+                              'miniai.sched.OneCycle._torch_keys': ('sched.html#onecycle._torch_keys', 'miniai/sched.py'),
                               'miniai.sched.OneCycle.fields': ('sched.html#onecycle.fields', 'miniai/sched.py'),
                               'miniai.sched.OneCycle.get_mom': ('sched.html#onecycle.get_mom', 'miniai/sched.py'),
                               'miniai.sched.OneCycle.get_updated_values': ('sched.html#onecycle.get_updated_values', 'miniai/sched.py'),

@@ -145,7 +145,16 @@ class OneCycle(StatefulSchedulerBase):
         super().__init__(optimizer, 'lr')
         if max_lr is None: self.max_lrs = list(self.base_values)
         self._build(self._mfield and _has_tensor(pgs, self._mfield))
+        self._torch_keys(pgs)
         self.step_update(0)
+
+    def _torch_keys(self, pgs):
+        """Write the keys torch's `OneCycleLR` leaves in each group, for code that reads them: `max_lr`, `min_lr` (the
+        final lr) and, when momentum is scheduled, `max_momentum` and `base_momentum`. Not `initial_lr`: here it keeps
+        the base value every miniai scheduler starts from (torch writes max_lr/div there). Nothing reads them back."""
+        for pg,m in zip(pgs, self.max_lrs):
+            pg['max_lr'],pg['min_lr'] = m,m/self.div_final
+            if self.moms: pg['max_momentum'],pg['base_momentum'] = self.moms[0],self.moms[1]
 
     def _build(self, mtensor:bool=False):
         "Precompute the phases: `(end, start, span, ((a, b) per group), (a, b) of momentum)`; a value is `a + b*shape`."

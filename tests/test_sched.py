@@ -881,3 +881,17 @@ def test_step_and_update_lr_with_an_epoch():
         assert s.num_updates == 0 and o.param_groups[0]['lr'] == first
         for bad in (-1, 2.5, 'x', 1.):
             with pytest.raises(ValueError, match=rf"epoch={re.escape(repr(bad))}"): s._update_lr(bad)
+
+@pytest.mark.parametrize('opt_func,kw,moms', [(optim.AdamW, {}, True), (optim.SGD, {'momentum': 0.9}, True), (optim.SGD, {}, False)])
+def test_onecycle_writes_torchs_param_group_keys(opt_func, kw, moms):
+    "max_lr, min_lr (and with momentum max_momentum, base_momentum) as torch's OneCycleLR leaves them; initial_lr keeps miniai's base."
+    o1,o2 = (opt_func([{'params': [torch.zeros(1, requires_grad=True)]} for _ in range(3)], lr=0.1, **kw) for _ in range(2))
+    if moms: lr_scheduler.OneCycleLR(o1, max_lr=[3e-2, 2e-2, 1e-2], total_steps=20, div_factor=5., final_div_factor=1e2,
+                                     base_momentum=0.7, max_momentum=0.9)
+    else: lr_scheduler.OneCycleLR(o1, max_lr=[3e-2, 2e-2, 1e-2], total_steps=20, div_factor=5., final_div_factor=1e2, cycle_momentum=False)
+    OneCycle(o2, 20, max_lr=[3e-2, 2e-2, 1e-2], div=5., div_final=5e2, moms=(0.9, 0.7, 0.9) if moms else None)
+    keys = ('max_lr', 'min_lr') + (('max_momentum', 'base_momentum') if moms else ())
+    for g1,g2 in zip(o1.param_groups, o2.param_groups):
+        for k in keys: assert g2[k] == pytest.approx(g1[k], rel=1e-15), k
+        if not moms: assert 'max_momentum' not in g2
+        assert g2['initial_lr'] == 0.1 and g1['initial_lr'] == pytest.approx(g1['max_lr']/5)
