@@ -853,3 +853,58 @@ def test_cosine_lr_all_cooldown_is_the_floor():
     for n in range(8):
         a.step_update(n); b.step_update(n)
         assert close(lr0(o1), lr0(o2)) and lr0(o2) == 1e-3
+
+
+# ---------------------------------------------------------------- issue 19: the schedulers' long tail
+from miniai.compat import deberta_v3_large_lr_scheduler
+from pytorch_optimizer.lr_scheduler.experimental.deberta_v3_lr_scheduler import deberta_v3_large_lr_scheduler as po_deberta
+
+def tiny_deberta(d=3, n=4):
+    "A module with DeBERTa's parameter names: embeddings, n encoder layers (dense + LayerNorm), a head."
+    m = nn.Module(); m.deberta = nn.Module(); m.deberta.embeddings = nn.Module(); m.deberta.encoder = nn.Module()
+    m.deberta.embeddings.word_embeddings,m.deberta.embeddings.LayerNorm = nn.Embedding(5, d),nn.LayerNorm(d)
+    layers = []
+    for _ in range(n):
+        l = nn.Module(); l.attention = nn.Module(); l.attention.output = nn.Module()
+        l.attention.output.dense,l.attention.output.LayerNorm = nn.Linear(d, d),nn.LayerNorm(d)
+        layers.append(l)
+    m.deberta.encoder.layer = nn.ModuleList(layers)
+    m.pooler,m.fc = nn.Linear(d, d),nn.Linear(d, 1)
+    return m
+
+def _as_list(p): return p if isinstance(p, list) else [p]
+
+@pytest.mark.parametrize('low,mid,head', [(0, 0, 1), (3, 9, 15), (7, 7, 19), (19, 19, 19), (2, 12, 20)])
+@pytest.mark.parametrize('lrs', [dict(), dict(base_lr=1e-3, head_lr=5e-3, wd=0.1), dict(wd=0.)])
+def test_deberta_equals_pytorch_optimizer(low, mid, head, lrs):
+    m = tiny_deberta()
+    a,b = deberta_v3_large_lr_scheduler(m, low, mid, head, **lrs),po_deberta(m, low, mid, head, **lrs)
+    assert len(a) == len(b) == head + 1
+    for ga,gb in zip(a, b):
+        assert [id(p) for p in _as_list(ga['params'])] == [id(p) for p in _as_list(gb['params'])]
+        assert {k: v for k,v in ga.items() if k != 'params'} == {k: v for k,v in gb.items() if k != 'params'}
+    opt = optim.AdamW(a, lr=1e-3)  # an optimizer takes them
+    assert len(opt.param_groups) == head + 1
+
+def test_deberta_levels_and_no_decay():
+    m = tiny_deberta()
+    names = [nm for nm,_ in m.named_parameters()]
+    g = deberta_v3_large_lr_scheduler(m, 3, 9, 15, base_lr=1e-3, head_lr=7e-3, wd=0.2)
+    assert g[0]['lr'] == 7e-3 and 'weight_decay' not in g[0] and len(g[0]['params']) == len(names) - 15
+    assert [pg['lr'] for pg in g[1:]] == [1e-3/2.5]*3 + [1e-3]*6 + [2e-3]*6
+    assert [pg['weight_decay'] for pg in g[1:]] == [0. if ('bias' in nm or 'LayerNorm.weight' in nm) else 0.2 for nm in names[:15]]
+    assert g[2]['weight_decay'] == 0. and names[1].endswith('LayerNorm.weight')
+
+@pytest.mark.parametrize('args,kw,msg', [
+    ((), {}, 'head_param_start=390: must be < 23'),
+    ((0, 0, 23), {}, 'head_param_start=23'),
+    ((5, 3, 10), {}, 'layer_middle_threshold=3'),
+    ((1, 12, 10), {}, 'layer_middle_threshold=12'),
+    ((-1, 2, 3), {}, 'layer_low_threshold=-1'),
+    ((1, 2, 3), dict(head_lr=-1e-3), 'head_lr'),
+    ((1, 2, 3), dict(wd=float('nan')), 'wd'),
+])
+def test_deberta_bad_arguments(args, kw, msg):
+    with pytest.raises(ValueError, match=msg.replace('(', r'\(').replace('[', r'\[')):
+        deberta_v3_large_lr_scheduler(tiny_deberta(), *args, **kw)
+    with pytest.raises(ValueError, match='model'): deberta_v3_large_lr_scheduler([nn.Parameter(torch.zeros(1))])
