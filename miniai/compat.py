@@ -112,17 +112,21 @@ class ChebyshevSched(StatefulSchedulerBase):
                  big_m:float=1., # high end (smallest multiplier 1/big_m)
                  fractal:bool=True, # fractal order (the paper); False: largest multiplier first, then decreasing
                  pow2:bool=True, # length rounded up to a power of two (pytorch_optimizer); False: exactly T_max nodes
-                 param_group_field:str='lr'):
-        "Called once: checks the arguments, lays out the multipliers (a list up to 2**16, else lazily: O(1) memory); sets update 0's values."
+                 param_group_field:str='lr',
+                 is_warmup:bool=False): # pytorch_optimizer's warmup stage: every multiplier is 1 (the groups stay at their base values)
+        """Called once: checks the arguments, lays out the multipliers (a list up to 2**16, else lazily: O(1) memory; with
+        `is_warmup` the single multiplier 1); sets update 0's values."""
         super().__init__(optimizer, param_group_field)
         self.T_max = _T_max(T_max, type(self).__name__)
         small_m = check_num('small_m', small_m, lo=0, lo_open=True)
         big_m = check_num('big_m', big_m, lo=small_m, lo_open=True, what=f'a number > small_m={small_m}')
         fractal,pow2 = check_bool('fractal', fractal),check_bool('pow2', pow2)
+        self.is_warmup = check_bool('is_warmup', is_warmup)
         P = 1 << (self.T_max - 1).bit_length()
         n = P if pow2 else self.T_max
-        self.mults = (chebyshev_mults(n, P, small_m, big_m, fractal) if P <= _EAGER_MAX
-                      else _ChebMults(n, P, small_m, big_m, fractal))
+        if self.is_warmup: self.mults = [1.]  # one multiplier, held: no per-update cost
+        else: self.mults = (chebyshev_mults(n, P, small_m, big_m, fractal) if P <= _EAGER_MAX
+                            else _ChebMults(n, P, small_m, big_m, fractal))
         self.step_update(0)
 
     def state_dict(self)->dict:

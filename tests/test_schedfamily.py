@@ -908,3 +908,37 @@ def test_deberta_bad_arguments(args, kw, msg):
     with pytest.raises(ValueError, match=msg.replace('(', r'\(').replace('[', r'\[')):
         deberta_v3_large_lr_scheduler(tiny_deberta(), *args, **kw)
     with pytest.raises(ValueError, match='model'): deberta_v3_large_lr_scheduler([nn.Parameter(torch.zeros(1))])
+
+
+from pytorch_optimizer.lr_scheduler.chebyshev import get_chebyshev_schedule
+
+def _run_lrs(sched, n):
+    "Every group's lr for each of `n` updates (read, optimizer.step(), sched.step())."
+    out = []
+    for _ in range(n):
+        out.append([g['lr'] for g in sched.optimizer.param_groups]); sched.optimizer.step(); sched.step()
+    return out
+
+@pytest.mark.parametrize('T', [1, 2, 5, 16, 100])
+def test_chebyshev_is_warmup_equals_pytorch_optimizer(T):
+    a = get_chebyshev_schedule(groups([0.01, 0.3]), T, is_warmup=True)
+    b = ChebyshevSched(groups([0.01, 0.3]), T_max=T, is_warmup=True)
+    va,vb = _run_lrs(a, T + 5),_run_lrs(b, T + 5)
+    assert va == vb == [[0.01, 0.3]]*(T + 5)
+    assert [b.get_updated_values(n) for n in (0, T, 10**9)] == [[0.01, 0.3]]*3
+
+def test_chebyshev_is_warmup_off_unchanged():
+    "is_warmup=False (the default) is the schedule it was: the original's multipliers, shifted by its two epochs."
+    for T in (8, 64):
+        s = ChebyshevSched(groups([1.]), T_max=T, is_warmup=False)
+        assert list(s.mults) == list(ChebyshevSched(groups([1.]), T_max=T).mults)
+        assert all(close(s.get_updated_values(n)[0], get_chebyshev_lr_lambda(n + 2, T, is_warmup=False)) for n in range(T))
+        assert max(s.mults) > 10
+
+def test_chebyshev_is_warmup_checked_and_resumes():
+    with pytest.raises(ValueError, match='is_warmup=0'): ChebyshevSched(groups([1.]), T_max=8, is_warmup=0)
+    s = ChebyshevSched(groups([0.1]), T_max=8, is_warmup=True)
+    for _ in range(3): s.optimizer.step(); s.step()
+    sd = s.state_dict(); assert sd['is_warmup'] is True and 'mults' not in sd
+    t = ChebyshevSched(groups([0.1]), T_max=8, is_warmup=True); t.load_state_dict(sd)
+    assert _run_lrs(t, 4) == [[0.1]]*4
