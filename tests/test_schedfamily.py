@@ -942,3 +942,94 @@ def test_chebyshev_is_warmup_checked_and_resumes():
     sd = s.state_dict(); assert sd['is_warmup'] is True and 'mults' not in sd
     t = ChebyshevSched(groups([0.1]), T_max=8, is_warmup=True); t.load_state_dict(sd)
     assert _run_lrs(t, 4) == [[0.1]]*4
+
+
+import pytorch_accelerated.schedulers.wsd_scheduler as paw
+from miniai.compat import WSDLrScheduler
+
+def _pa_values(s, n):
+    v = s.get_updated_values(n)
+    return v if isinstance(v, list) else [v]*len(s.optimizer.param_groups)
+
+@FAST
+@given(T=st.integers(4, 3000), k=st.sampled_from([1, 3]), r=st.floats(0., 1/3), inv=st.booleans(), wf=st.floats(0., 1.),
+       cont=st.booleans(), m=st.floats(0.001, 1.), ws=st.floats(0., 1e-3))
+def test_wsd_lr_equals_pyacc(T, k, r, inv, wf, cont, m, ws):
+    "Every update of the run and 30 past it, 1 or 3 checkpoints (T a multiple of 4 for 3: where the original's are right)."
+    if k == 3: T = 4*(T//4)
+    kw = dict(total_steps=T, num_checkpoints=k, decay_phase_ratio=r, use_inverse_sqrt_decay=inv, lr_min=m,
+              warmup_starting_lr=ws, is_continuation_from_checkpoint=cont)
+    d0 = int((T >> (k - 1))*r)
+    kw['num_warmup_steps'] = int(wf*((T >> (k - 1)) - d0))
+    assume(d0 > 0 or r == 0)  # the original divides by zero past the end when the first period has no decay
+    a,b = paw.WSDLrScheduler(groups([0.01, 0.002]), **kw),WSDLrScheduler(groups([0.01, 0.002]), **kw)
+    assert b.get_checkpoint_steps() == a.get_checkpoint_steps() and b.get_decay_info() == a.get_decay_info()
+    for n in range(T + 30 if r > 0 else T):
+        assert all(close(x, y) for x,y in zip(b.get_updated_values(n), _pa_values(a, n))), n
+
+@pytest.mark.parametrize('T,k,r', [(100, 1, 0.1), (1000, 3, 0.2), (1003, 1, 0.5), (4000, 3, 1/3)])
+def test_wsd_lr_run_equals_pyacc_stepped(T, k, r):
+    "Stepped as in training: ours after n updates holds the original's get_updated_values(n), through the last checkpoint and on."
+    kw = dict(total_steps=T, num_checkpoints=k, decay_phase_ratio=r, num_warmup_steps=T//20, lr_min=0.01)
+    a,b = paw.WSDLrScheduler(groups([0.1, 0.01]), **kw),WSDLrScheduler(groups([0.1, 0.01]), **kw)
+    got = _run_lrs(b, T + 50)
+    assert all(close(x, y) for n in range(T + 50) for x,y in zip(got[n], _pa_values(a, n)))
+    assert got[-1] == [0.1*0.01, 0.01*0.01] and got[T] == got[-1]
+    for cp in b.get_checkpoint_steps()[:-1]:  # continuation: back at the base lr at each checkpoint but the last
+        assert got[cp] == [0.1, 0.01] and got[cp - 1][0] < 0.1
+
+def test_wsd_lr_checkpoints_doubling_last_at_end():
+    for T,k,cps in ((100_000, 2, [50_000, 100_000]), (200_000, 4, [25_000, 50_000, 100_000, 200_000]),
+                    (200_000, 3, [50_000, 100_000, 200_000]), (1001, 3, [250, 500, 1001]), (7, 3, [1, 2, 7]), (5, 1, [5])):
+        assert WSDLrScheduler(groups(), total_steps=T, num_checkpoints=k, decay_phase_ratio=0.).get_checkpoint_steps() == cps
+    assert paw.estimate_checkpoint_steps(100_000, 2) == [25_000, 50_000]  # the original's bug, shown
+    s = WSDLrScheduler(groups([0.1]), total_steps=100, num_checkpoints=2, lr_min=0.01)
+    v = _run_lrs(s, 100)
+    assert v[50:90] == [[0.1]]*40 and v[99][0] < 0.02 and s.get_last_lr() == [0.1*0.01]
+
+def test_wsd_lr_fixes():
+    s = WSDLrScheduler(groups([0.1]), total_steps=20, lr_min=0., use_inverse_sqrt_decay=False)
+    assert [s.get_updated_values(n)[0] for n in (17, 18, 19, 20, 25)] == [0.1, 0.1, 0., 0., 0.]
+    s = WSDLrScheduler(groups([0.1]), total_steps=12, num_checkpoints=3, decay_phase_ratio=0.3, lr_min=0.1)
+    assert [s.get_updated_values(n)[0] for n in (11, 12, 13)] == [0.1, 0.1*0.1, 0.1*0.1]
+    s = WSDLrScheduler(groups([0.1]), total_steps=12, decay_phase_ratio=0.)  # no decay: the base lr throughout
+    assert [s.get_updated_values(n)[0] for n in (0, 11, 12, 100)] == [0.1]*4
+    assert _run_lrs(WSDLrScheduler(groups([0.1]), total_steps=20, num_warmup_steps=5, warmup_starting_lr=0.001), 2) == [[0.001], [0.001 + 0.099/5]]
+
+def test_wsd_lr_resume_and_continuation():
+    kw = dict(total_steps=60, num_checkpoints=3, decay_phase_ratio=0.2, num_warmup_steps=5)
+    s = WSDLrScheduler(groups([0.1, 0.01]), **kw)
+    for _ in range(23): s.optimizer.step(); s.step()
+    t = WSDLrScheduler(groups([0.1, 0.01]), **kw); t.load_state_dict(deepcopy(s.state_dict()))
+    assert _run_lrs(t, 50) == _run_lrs(s, 50)
+    c = WSDLrScheduler(groups([0.5, 0.5]), total_steps=40, num_warmup_steps=5, is_continuation_from_checkpoint=True)
+    c.load_state_dict(s.state_dict())
+    v = _run_lrs(c, 41)
+    assert v[:37] == [[0.1, 0.01]]*37 and v[37][0] < 0.1 and v[40] == [0.1*1e-6, 0.01*1e-6] and c.get_checkpoint_steps() == [40]
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(total_steps=11, num_epochs=2, num_update_steps_per_epoch=5), r'not both \(they make 10\)'),
+    (dict(num_epochs=2), 'num_update_steps_per_epoch=None'),
+    (dict(), 'num_epochs=None'),
+    (dict(total_steps=0), 'total_steps=0'),
+    (dict(total_steps=10.), 'total_steps=10.0'),
+    (dict(total_steps=100, num_checkpoints=2, decay_phase_ratio=0.34), 'decay_phase_ratio=0.34'),
+    (dict(total_steps=100, decay_phase_ratio=1.5), 'decay_phase_ratio=1.5'),
+    (dict(total_steps=3, num_checkpoints=3), 'num_checkpoints=3'),
+    (dict(total_steps=100, num_checkpoints=0), 'num_checkpoints=0'),
+    (dict(total_steps=100, num_warmup_steps=91), 'num_warmup_steps=91'),
+    (dict(total_steps=100, num_warmup_steps=5, warmup_starting_lr=1.), 'warmup_starting_lr=1.0'),
+    (dict(total_steps=100, lr_min=-0.1), 'lr_min=-0.1'),
+    (dict(total_steps=100, use_inverse_sqrt_decay='yes'), 'use_inverse_sqrt_decay'),
+])
+def test_wsd_lr_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): WSDLrScheduler(groups([0.1]), **kw)
+
+def test_wsd_lr_create_scheduler_fn():
+    f = WSDLrScheduler.create_scheduler_fn(num_checkpoints=3, decay_phase_ratio=0.2, num_warmup_epochs=1, num_update_steps_per_epoch=4)
+    s = f(groups([0.1]), num_epochs=40)
+    assert s.total_steps == 160 and s.num_warmup_steps == 4 and s.get_checkpoint_steps() == [40, 80, 160]
+    g = WSDLrScheduler.create_scheduler_fn(total_num_epochs=__import__("pytorch_accelerated").TrainerPlaceholderValues.NUM_EPOCHS)(groups([0.1]), num_epochs=5, num_update_steps_per_epoch=20)
+    assert g.total_steps == 100 and g.num_warmup_steps == 1
+    assert WSDLrScheduler(groups(), total_steps=10, num_epochs=2, num_update_steps_per_epoch=5).total_steps == 10  # as a fit fills them
+    assert WSDLrScheduler(groups(), total_steps=12, num_update_steps_per_epoch=5).total_steps == 12
