@@ -8,6 +8,9 @@ __all__ = ['LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'C
 
 # %% ../nbs/07_schedfamily.ipynb #fcc3a79e
 from bisect import bisect_right
+from copy import copy
+
+import numpy as np
 
 from .core import check_num, check_bool, real_number
 from .schedbase import StatefulSchedulerBase, check_opt
@@ -201,12 +204,34 @@ class CosineRestartsSched(StatefulSchedulerBase):
         return [mix(m, p, f) for m,p in zip(self.mins, peaks)]
 
 # %% ../nbs/07_schedfamily.ipynb #aefa9b2d
+def _level(name:str, v):
+    "`v` as a float, or as a 1-d float64 array when it is a list, tuple, array or tensor of numbers (one per param group)."
+    if real_number(v) is not None or isinstance(v, (str, bytes)) or not hasattr(v, '__len__'): return check_num(name, v)
+    if getattr(v, 'ndim', 1) != 1 or not len(v): _fail(name, v, "must be a number, or a non-empty 1-d list of numbers (one per param group)")
+    return np.array([check_num(f'{name}[{i}]', x) for i,x in enumerate(v.tolist() if hasattr(v, 'tolist') else v)])
+
+def _n_values(*vs)->int:
+    "The length shared by the array-valued ones of `vs` (None if all are numbers); different lengths are a ValueError."
+    ns = {len(v) for v in vs if isinstance(v, np.ndarray)}
+    if len(ns) > 1: _fail('end', vs[1].tolist(), f"has {len(vs[1])} values and start {len(vs[0])}: give both one value per param group")
+    return ns.pop() if ns else None
+
 class Annealer:
-    "A value going from `start` (pos 0) to `end` (pos 1); `pos` is clamped to [0, 1]. Subclasses define `f(pos)`."
+    """A value going from `start` (pos 0) to `end` (pos 1); `pos` is clamped to [0, 1]. Subclasses define `f(pos)`.
+    `start` and `end` may be lists (tuples, arrays, tensors) with one value per param group, as in fastai: then the
+    annealer gives an array, one curve per group, and `ParamSched` gives each group its own (`part(i)`)."""
     def __init__(self, start:float, end:float):
-        self.start,self.end = check_num('start', start),check_num('end', end)
+        self.start,self.end = _level('start', start),_level('end', end)
+        self.n_values = _n_values(self.start, self.end)  # None, or the number of groups it is made for
     def __call__(self, pos:float)->float: return self.f(min(max(pos, 0.), 1.))
-    def __repr__(self): return f"{type(self).__name__}({self.start!r}, {self.end!r})"
+    def __repr__(self): return f"{type(self).__name__}({_show(self.start)}, {_show(self.end)})"
+    def part(self, i:int)->'Annealer':
+        "The scalar annealer of group `i` of an array-valued one: the same curve between `start[i]` and `end[i]`."
+        a = copy(self)
+        a.start,a.end,a.n_values = (float(v[i]) if isinstance(v, np.ndarray) else v for v in (self.start, self.end, None))
+        return a
+
+def _show(v): return repr(v.tolist()) if isinstance(v, np.ndarray) else repr(v)
 
 class SchedLin(Annealer):
     "Straight line from `start` to `end`."
@@ -222,10 +247,11 @@ class SchedNo(Annealer):
     def f(self, pos): return self.start
 
 class SchedExp(Annealer):
-    "Geometric from `start` to `end` (both > 0): a straight line on a log scale."
+    "Geometric from `start` to `end` (all > 0): a straight line on a log scale."
     def __init__(self, start:float, end:float):
         super().__init__(start, end)
-        for nm,v in (('start', start), ('end', end)): check_num(nm, v, lo=0, lo_open=True)
+        for nm,v in (('start', self.start), ('end', self.end)):
+            for i,x in enumerate(np.atleast_1d(v).tolist()): check_num(nm if np.ndim(v) == 0 else f'{nm}[{i}]', x, lo=0, lo_open=True)
     def f(self, pos): return anneal_exp(self.start, self.end, pos)
 
 class SchedPoly(Annealer):
@@ -234,7 +260,7 @@ class SchedPoly(Annealer):
         super().__init__(start, end)
         self.power = check_num('power', power, lo=0, lo_open=True)
     def f(self, pos): return anneal_poly(self.start, self.end, pos, self.power)
-    def __repr__(self): return f"SchedPoly({self.start!r}, {self.end!r}, {self.power!r})"
+    def __repr__(self): return f"SchedPoly({_show(self.start)}, {_show(self.end)}, {self.power!r})"
 
 # %% ../nbs/07_schedfamily.ipynb #ed4cd991
 class CombinedSched:
@@ -247,11 +273,18 @@ class CombinedSched:
             if not callable(s): _fail(f'scheds[{i}]', s, "must be a function of the position in [0, 1]")
         self.pcts,self.scheds = list(pcts),list(scheds)
         self.starts = [sum(self.pcts[:i]) for i in range(len(self.pcts))]
+        ns = {i: s.n_values for i,s in enumerate(self.scheds) if getattr(s, 'n_values', None) is not None}
+        if len(set(ns.values())) > 1:
+            _fail('scheds', self.scheds, f"give the same number of values per param group: {', '.join(f'scheds[{i}] has {n}' for i,n in ns.items())}")
+        self.n_values = next(iter(ns.values()), None)  # None, or the number of groups it is made for
     def __call__(self, pos:float)->float:
         pos = min(max(pos, 0.), 1.)
         i = max(bisect_right(self.starts, pos) - 1, 0)
         return self.scheds[i](min((pos - self.starts[i])/self.pcts[i], 1.))
     def __repr__(self): return f"combine_scheds({self.pcts!r}, {self.scheds!r})"
+    def part(self, i:int)->'CombinedSched':
+        "Group `i`'s combination: each array-valued annealer replaced by its `part(i)`."
+        return CombinedSched(self.pcts, [s.part(i) if getattr(s, 'n_values', None) is not None else s for s in self.scheds])
 
 def combine_scheds(pcts, # the fraction of the run of each schedule (adding up to 1)
                    scheds # annealers: functions of the position in [0, 1]
@@ -265,7 +298,7 @@ class ParamSched(StatefulSchedulerBase):
     closed_form = True
     def __init__(self, optimizer,
                  field:str='lr', # 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2', ...
-                 f=None, # annealer f(pos), or a list with one per param group
+                 f=None, # annealer f(pos) (array-valued: one curve per group), or a list with one per param group
                  T_max:int=None, # schedule length in optimizer updates
                  relative:bool=False): # the value is `f(pos)` × each group's base value
         "Called once: checks the annealers and the length, sets the groups to their values at pos 0."
@@ -276,6 +309,11 @@ class ParamSched(StatefulSchedulerBase):
         if len(fs) != n: _fail('f', f, f"needs one annealer per param group ({n}), got {len(fs)}")
         for i,o in enumerate(fs):
             if not callable(o): _fail('f', f, "must be an annealer: a function of the position in [0, 1]")
+            k = getattr(o, 'n_values', None)
+            if k is not None and (k != n or isinstance(f, (list, tuple))):
+                _fail('f', f, f"gives {k} values per position (one per param group), for {n} param group{'s'*(n != 1)}" if k != n
+                      else "is a list of annealers, one per group: each must give one value (not a list of start/end values)")
+        if getattr(f, 'n_values', None) is not None: fs = [f.part(i) for i in range(n)]  # array-valued: each group its own curve
         self.fs,self.relative = fs,check_bool('relative', relative)
         self.T_max = _T_max(T_max, type(self).__name__)
         self.step_update(0)
@@ -287,12 +325,21 @@ class ParamSched(StatefulSchedulerBase):
         for i,(f,b) in enumerate(zip(self.fs, self.base_values)):
             v = f(pos)
             x = v if type(v) is float else real_number(v)  # a numpy or 0-d tensor value counts as its number
+            if x is None and hasattr(v, '__len__') and not isinstance(v, str): x = self._group_value(v, i, pos)
             if x is not None and self.relative: x = b*x
             if x is None or x - x != 0:  # not a number, or nan/inf
                 raise ValueError(f"ParamSched: param group {i} would get {self.param_group_field}={v!r} at pos={pos!r} "
                                  f"(update {num_updates}) from f={f!r}: the annealer must give a finite number")
             vs.append(x)
         return vs
+
+    def _group_value(self, v, i:int, pos:float):
+        "Group `i`'s entry of a function's value `v` that is one value per group (fastai's array-valued schedules)."
+        n = len(self.optimizer.param_groups)
+        if len(v) != n:
+            raise ValueError(f"ParamSched: f={self.fs[i]!r} gives {len(v)} values at pos={pos!r} for {n} param groups: "
+                             "give one value, or one per param group")
+        return real_number(v[i])
 
 # %% ../nbs/07_schedfamily.ipynb #a6e20c5a
 from .compat import CosineLrScheduler, ProportionScheduler, ChebyshevSched, chebyshev_steps, fractal_perm

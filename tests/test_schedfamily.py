@@ -1033,3 +1033,52 @@ def test_wsd_lr_create_scheduler_fn():
     assert g.total_steps == 100 and g.num_warmup_steps == 1
     assert WSDLrScheduler(groups(), total_steps=10, num_epochs=2, num_update_steps_per_epoch=5).total_steps == 10  # as a fit fills them
     assert WSDLrScheduler(groups(), total_steps=12, num_update_steps_per_epoch=5).total_steps == 12
+
+
+# ---------------------------------------------------------------- annealers with one value per param group (fastai's arrays)
+@pytest.mark.parametrize('make', [list, tuple, np.array, partial(torch.tensor, dtype=torch.float64)])
+def test_annealers_array_valued(make):
+    lo,hi = make([0.01, 0.1, 1.]),make([0.02, 0.3, 0.5])
+    assert np.allclose(SchedLin(lo, hi)(0.25), [0.0125, 0.15, 0.875], rtol=1e-14)
+    assert np.allclose(SchedCos(lo, hi)(0.5), [0.015, 0.2, 0.75], rtol=1e-14)
+    assert np.allclose(SchedExp(lo, hi)(0.5), [0.01*2**0.5, 0.1*3**0.5, 0.5**0.5], rtol=1e-14)
+    assert np.allclose(SchedPoly(lo, hi, 2.)(0.5), [0.0125, 0.15, 0.875], rtol=1e-14)
+    assert SchedNo(lo)(0.9).tolist() == [0.01, 0.1, 1.] and SchedLin(lo, 0.)(2.).tolist() == [0., 0., 0.]
+    assert SchedLin(0., hi)(1.).tolist() == pytest.approx([0.02, 0.3, 0.5]) and SchedLin(lo, hi).n_values == 3
+
+def test_param_sched_array_valued_by_hand():
+    o = groups([1., 1.])
+    s = ParamSched(o, 'lr', SchedCos([0.1, 0.01], [0.001, 0.]), T_max=4)
+    want = [[0.001 + 0.099*(1 + math.cos(math.pi*k/4))/2, 0.01*(1 + math.cos(math.pi*k/4))/2] for k in range(5)]
+    got = _run_lrs(s, 5)
+    assert all(close(x, y) for g,w in zip(got, want) for x,y in zip(g, w)) and s.get_last_lr() == [0.001, 0.]
+    # each group's value is exactly the scalar annealer's
+    assert [ParamSched(groups([1.]), 'lr', SchedCos(a, b), T_max=4).get_updated_values(3)[0] for a,b in ((0.1, 0.001), (0.01, 0.))] == s.get_updated_values(3)
+    # combined, and relative: multipliers of each group's own base lr
+    c = combine_scheds([0.5, 0.5], [SchedLin([0.5, 1.], 1.), SchedLin(1., [0.1, 0.01])])
+    r = ParamSched(groups([0.2, 0.02]), 'lr', c, T_max=4, relative=True)
+    assert [[round(v, 15) for v in r.get_updated_values(n)] for n in range(5)] == \
+        [[0.1, 0.02], [0.15, 0.02], [0.2, 0.02], [0.11, 0.0101], [0.02, 0.0002]]
+    assert ParamSched(groups([1.]), 'lr', SchedLin([0.3], [0.1]), T_max=2).get_updated_values(1) == [pytest.approx(0.2)]
+
+def test_param_sched_array_valued_function():
+    "A plain function giving a list per position: taken entry by entry; a wrong count is refused with both counts."
+    s = ParamSched(groups([1., 1.]), 'lr', lambda pos: np.array([0.1, 0.01])*(1 - pos), T_max=4)
+    assert s.get_updated_values(2) == [0.05, 0.005]
+    with pytest.raises(ValueError, match='gives 3 values at pos=0.0 for 2 param groups'):
+        ParamSched(groups([1., 1.]), 'lr', lambda pos: [0.1, 0.2, 0.3], T_max=4)
+
+@pytest.mark.parametrize('make,msg', [
+    (lambda: SchedLin([1., 2.], [1., 2., 3.]), 'has 3 values and start 2'),
+    (lambda: SchedCos([], 1.), 'non-empty 1-d'),
+    (lambda: SchedCos(np.zeros((2, 2)), 1.), 'non-empty 1-d'),
+    (lambda: SchedLin([1., float('nan')], 0.), r'start\[1\]=nan'),
+    (lambda: SchedExp([1e-3, -1.], 1.), r'start\[1\]=-1.0'),
+    (lambda: SchedExp(1., [1., 0.]), r'end\[1\]=0.0'),
+    (lambda: combine_scheds([0.5, 0.5], [SchedLin([1., 2.], 0.), SchedLin([1., 2., 3.], 0.)]), 'scheds\\[0\\] has 2, scheds\\[1\\] has 3'),
+    (lambda: ParamSched(groups([1., 1., 1.]), 'lr', SchedLin([1., 2.], 0.), T_max=3), 'gives 2 values per position .* for 3 param groups'),
+    (lambda: ParamSched(groups([1.]), 'lr', combine_scheds([0.5, 0.5], [SchedNo(1.), SchedLin(1., [0., 0.])]), T_max=3), 'gives 2 values .* for 1 param group$'),
+    (lambda: ParamSched(groups([1., 1.]), 'lr', [SchedLin([1., 2.], 0.), SchedLin(1., 0.)], T_max=3), 'each must give one value'),
+])
+def test_array_valued_bad(make, msg):
+    with pytest.raises(ValueError, match=msg): make()
