@@ -7,6 +7,7 @@ __all__ = ['LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'C
            'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched']
 
 # %% ../nbs/07_schedfamily.ipynb #fcc3a79e
+import math
 from bisect import bisect_right
 from copy import copy
 
@@ -77,29 +78,37 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def __init__(self, optimizer,
                  T_max:int=None, # total length in updates: the value at `T_max` is held after it (None: cycles go on)
                  first_cycle_steps:int=None, # length of the first cycle (warmup included) ...
-                 n_cycles:int=None, # ... or: the number of cycles fitted exactly into `T_max`
+                 n_cycles:int=None, # ... or: the number of cycles fitted exactly into `T_max` ...
+                 first_cycle_epochs:float=None, # ... or: the first cycle's length in epochs, whole or not (with `num_update_steps_per_epoch`)
                  cycle_mult:float=1., # each cosine is this many times longer than the previous one
                  gamma:float=1., # each cycle's peak is this many times the previous one's
                  warmup_steps:int=0, # warmup length in updates
+                 warmup_epochs:float=None, # or: in epochs, whole or not (rounded to the nearest update, halves up)
+                 num_update_steps_per_epoch:int=None, # updates per epoch, for the `*_epochs` lengths (a fit fills it)
                  warmup_each_cycle:bool=True, # warm up at the start of every cycle, or only the first
                  max_lr=None, min_lr=None, min_ratio:float=0., init_lr=None, init_ratio:float=None, # as `WarmupDecaySched`
                  k_decay:float=1., # k-decay of each cosine
                  param_group_field:str='lr'):
         """Called once: checks the arguments, lays out the cycles, sets the groups to update 0's values. With
         `first_cycle_steps` the cycle starts are an explicit list, `_starts`, grown as the count reaches them (and a
-        period once the lengths repeat); with `n_cycles` they are a closed form (`cycle_start`), O(1) however many."""
+        period once the lengths repeat); with `n_cycles` they are a closed form (`cycle_start`), O(1) however many;
+        with `first_cycle_epochs` each restart is at the update nearest its epoch (`first × (1 + m + ... + m**(c-1))`
+        epochs; halves rounded up), also a closed form."""
         super().__init__(optimizer, param_group_field)
         self.T_max = None if T_max is None else _T_max(T_max, type(self).__name__)
-        self.warmup = check_num('warmup_steps', warmup_steps, lo=0, integer=True)
+        self._spe = check_num('num_update_steps_per_epoch', num_update_steps_per_epoch, lo=1, integer=True, allow_none=True)
+        self.warmup = self._warmup(warmup_steps, warmup_epochs)
         self.warmup_each_cycle = check_bool('warmup_each_cycle', warmup_each_cycle)
         self.cycle_mult = check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
         self.gamma = check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
         self.k_decay = check_num('k_decay', k_decay, lo=0, lo_open=True)
         self.peaks,self.mins,self.inits = _levels(self, max_lr, min_lr, min_ratio, init_lr, init_ratio)
-        if (first_cycle_steps is None) == (n_cycles is None):
-            _fail('first_cycle_steps', first_cycle_steps, f"give first_cycle_steps or n_cycles, exactly one (n_cycles={n_cycles!r})")
-        self.n_cycles = n_cycles
-        if first_cycle_steps is not None:
+        if sum(v is not None for v in (first_cycle_steps, n_cycles, first_cycle_epochs)) != 1:
+            _fail('first_cycle_steps', first_cycle_steps, "give first_cycle_steps, n_cycles or first_cycle_epochs, exactly one "
+                  f"(n_cycles={n_cycles!r}, first_cycle_epochs={first_cycle_epochs!r})")
+        self.n_cycles,self._first_epochs = n_cycles,None
+        if first_cycle_epochs is not None: self._epoch_cycles(first_cycle_epochs)
+        elif first_cycle_steps is not None:
             first_cycle_steps = check_num('first_cycle_steps', first_cycle_steps, lo=1, integer=True)
             if first_cycle_steps > _MAX_LEN: _fail('first_cycle_steps', first_cycle_steps, f"must be <= 2**53 = {_MAX_LEN}")
             if self.warmup >= first_cycle_steps:
@@ -107,6 +116,39 @@ class CosineRestartsSched(StatefulSchedulerBase):
             self._starts,self._cos,self._period = [0],[first_cycle_steps - self.warmup],None
         else: self._fit_cycles(check_num('n_cycles', n_cycles, lo=1, integer=True))
         self.step_update(0)
+
+    def _in_updates(self, nm:str, epochs)->int:
+        "`epochs` (whole or not) as updates: the nearest count, halves rounded up; needs `num_update_steps_per_epoch`."
+        if self._spe is None: _fail('num_update_steps_per_epoch', None, f"must be an int >= 1 to give {nm} (in epochs)")
+        return math.floor(epochs*self._spe + 0.5)
+
+    def _warmup(self, steps, epochs)->int:
+        "The warmup in updates: `warmup_steps`, or `warmup_epochs` rounded to the nearest update (not both)."
+        steps = check_num('warmup_steps', steps, lo=0, integer=True)
+        if epochs is None: return steps
+        if steps: _fail('warmup_epochs', epochs, f"give warmup_steps or warmup_epochs, not both (warmup_steps={steps})")
+        return self._in_updates('warmup_epochs', check_num('warmup_epochs', epochs, lo=0))
+
+    def _epoch_cycles(self, first:float):
+        """Called by the constructor for `first_cycle_epochs`: each cycle must have at least one cosine update, which
+        holds for all when the first cycle is at least `warmup + 1` updates long before rounding (cycles never shrink)."""
+        first = check_num('first_cycle_epochs', first, lo=0, lo_open=True)
+        if self.cycle_mult < 1:
+            _fail('cycle_mult', self.cycle_mult, "must be >= 1 with first_cycle_epochs (shrinking cycles would run out of updates)")
+        x = first*(self._spe or 0)
+        if self._spe is not None and x < self.warmup + 1:
+            _fail('first_cycle_epochs', first, f"is {x:g} updates of num_update_steps_per_epoch={self._spe}: each cycle needs at "
+                  f"least warmup_steps + 1 = {self.warmup + 1} (restarts are rounded to the nearest update)")
+        self._in_updates('first_cycle_epochs', first)
+        if x > _MAX_LEN: _fail('first_cycle_epochs', first, f"is {x:g} updates: must be <= 2**53 = {_MAX_LEN}")
+        self._first_epochs = first
+
+    def _epoch_start(self, c:int)->int:
+        "The update at which cycle `c` starts with `first_cycle_epochs`: the nearest to its epoch, halves rounded up."
+        m = self.cycle_mult
+        try: ep = self._first_epochs*(c if m == 1 else (m**c - 1)/(m - 1))
+        except OverflowError: return _MAX_LEN + 1  # beyond any count
+        return math.floor(min(ep*self._spe, _MAX_LEN + 1) + 0.5)
 
     def _warm(self, c): return self.warmup if (self.warmup_each_cycle or c == 0) else 0
     def _len(self, c): return self._warm(c) + self.cos_len(c)
@@ -152,12 +194,14 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def cos_len(self, c:int)->int:
         "The length in updates of the cosine of cycle `c` (from 0), warmup excluded."
         if self.n_cycles is not None: return self._end(c) - self._end(c - 1)
+        if self._first_epochs is not None: return self._epoch_start(c + 1) - self._epoch_start(c) - self._warm(c)
         if c < len(self._cos): return self._cos[c]
         return self._period[2] - self._warm(c)
 
     def cycle_start(self, c:int)->int:
         "The update count at which cycle `c` (from 0) starts."
         if self.n_cycles is not None: return self._end(c - 1) + self._warm_before(c)
+        if self._first_epochs is not None: return self._epoch_start(c)
         if c < len(self._starts): return self._starts[c]
         c0,s0,L = self._period
         return s0 + (c - c0)*L
@@ -177,6 +221,15 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def locate(self, n:int)->tuple:
         "The cycle (from 0) that update count `n` falls in, and the position inside that cycle: O(log) time."
         if n > _MAX_LEN: _fail('num_updates', n, f"must be <= 2**53 = {_MAX_LEN}")
+        if self._first_epochs is not None:
+            hi = 1
+            while self._epoch_start(hi) <= n: hi *= 2
+            lo,hi = hi//2,hi - 1  # the last cycle whose start is <= n lies in here
+            while lo < hi:
+                mid = (lo + hi + 1)//2
+                if self._epoch_start(mid) <= n: lo = mid
+                else: hi = mid - 1
+            return lo,n - self._epoch_start(lo)
         if self.n_cycles is not None:
             lo,hi = 0,self._k - 1  # the last cycle whose start is <= n
             while lo < hi:

@@ -1082,3 +1082,64 @@ def test_param_sched_array_valued_function():
 ])
 def test_array_valued_bad(make, msg):
     with pytest.raises(ValueError, match=msg): make()
+
+
+# ---------------------------------------------------------------- restarts at fractional epochs
+from fractions import Fraction
+
+@FAST
+@given(q=st.integers(1, 40), spe=st.integers(1, 30), m=st.sampled_from([1, 2, 3]), wq=st.integers(0, 8), each=st.booleans(),
+       ns=st.lists(st.integers(0, 5000), max_size=30))
+def test_restarts_fractional_epochs_equal_reference(q, spe, m, wq, each, ns):
+    "first = q/4 epochs, warmup wq/8 epochs (exact in floats): restarts at the nearest update to each epoch, halves up."
+    first,wep = q/4,wq/8
+    W = math.floor(Fraction(wq, 8)*spe + Fraction(1, 2))
+    assume(Fraction(q, 4)*spe >= W + 1)
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=first, warmup_epochs=wep, cycle_mult=m,
+                            num_update_steps_per_epoch=spe, warmup_each_cycle=each)
+    starts,c = [0],0
+    while starts[-1] <= 5000:
+        c += 1
+        starts.append(math.floor(Fraction(q, 4)*sum(m**i for i in range(c))*spe + Fraction(1, 2)))
+    assert [s.cycle_start(i) for i in range(len(starts))] == starts and s.warmup == W
+    for i in range(len(starts) - 1):
+        assert s.cos_len(i) == starts[i + 1] - starts[i] - (W if each or i == 0 else 0) >= 1
+    for n in ns + starts[:-1]:
+        k = max(i for i,st_ in enumerate(starts) if st_ <= n)
+        assert s.locate(n) == (k, n - starts[k])
+
+def test_restarts_fractional_epochs_by_hand():
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=0.5, cycle_mult=3, num_update_steps_per_epoch=7)
+    assert [s.cycle_start(c) for c in range(5)] == [0, 4, 14, 46, 140]  # 3.5 and 45.5 round up
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=1.5, num_update_steps_per_epoch=3, warmup_epochs=0.5, min_lr=0.)
+    v = [x[0] for x in _run_lrs(s, 10)]
+    assert s.warmup == 2 and [s.cycle_start(c) for c in range(4)] == [0, 5, 9, 14]
+    assert all(close(a, b) for a,b in zip(v, [0., 0.05, 0.1, 0.075, 0.025, 0., 0.05, 0.1, 0.05, 0.]))
+    # whole epochs, no warmup: the layout of first_cycle_steps
+    a = CosineRestartsSched(groups([0.1, 0.01]), T_max=200, first_cycle_epochs=3, cycle_mult=2, num_update_steps_per_epoch=4)
+    b = CosineRestartsSched(groups([0.1, 0.01]), T_max=200, first_cycle_steps=12, cycle_mult=2)
+    assert _run_lrs(a, 210) == _run_lrs(b, 210)
+
+def test_restarts_fractional_epochs_resume_and_huge():
+    kw = dict(first_cycle_epochs=0.7, cycle_mult=1.5, warmup_epochs=0.2, num_update_steps_per_epoch=10, T_max=300)
+    s = CosineRestartsSched(groups([0.1]), **kw)
+    for _ in range(37): s.optimizer.step(); s.step()
+    t = CosineRestartsSched(groups([0.1]), **kw); t.load_state_dict(deepcopy(s.state_dict()))
+    assert _run_lrs(t, 300) == _run_lrs(s, 300)
+    h = CosineRestartsSched(groups([0.1]), first_cycle_epochs=0.5, num_update_steps_per_epoch=3)  # cycles of 1 or 2 updates, forever
+    c,pos = h.locate(2**53)
+    assert h.cycle_start(c) <= 2**53 < h.cycle_start(c + 1) and pos == 2**53 - h.cycle_start(c)
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(first_cycle_epochs=0.05, num_update_steps_per_epoch=10), r'first_cycle_epochs=0.05: is 0.5 updates .* warmup_steps \+ 1 = 1'),
+    (dict(first_cycle_epochs=0.3, warmup_epochs=0.25, num_update_steps_per_epoch=10), r'warmup_steps \+ 1 = 4'),
+    (dict(first_cycle_epochs=0.5), 'num_update_steps_per_epoch=None'),
+    (dict(first_cycle_steps=5, warmup_epochs=0.5), 'num_update_steps_per_epoch=None'),
+    (dict(first_cycle_epochs=1., cycle_mult=0.9, num_update_steps_per_epoch=10), 'cycle_mult=0.9'),
+    (dict(first_cycle_epochs=0., num_update_steps_per_epoch=10), 'first_cycle_epochs=0.0'),
+    (dict(first_cycle_epochs=1., first_cycle_steps=10, num_update_steps_per_epoch=10), 'exactly one'),
+    (dict(first_cycle_epochs=1., warmup_steps=2, warmup_epochs=0.1, num_update_steps_per_epoch=10), 'not both'),
+    (dict(first_cycle_epochs=1., num_update_steps_per_epoch=2.5), 'num_update_steps_per_epoch=2.5'),
+])
+def test_restarts_fractional_epochs_bad(kw, msg):
+    with pytest.raises(ValueError, match=msg): CosineRestartsSched(groups([0.1]), **kw)
