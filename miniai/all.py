@@ -24,16 +24,17 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'sched_values', 'plot_sched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched',
            'CosineRestartsSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
            'CombinedSched', 'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
-           'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units',
-           'param_groups', 'group_opt_func', 'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'MixedPrecisionCB',
-           'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted',
-           'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB',
-           'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state', 'load_state', 'logger',
-           'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'combined_cos',
-           'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB',
-           'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'check_distributed_type', 'check_accumulation',
-           'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip',
-           'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
+           'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler',
+           'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'PRESETS',
+           'make_parser', 'fit_fashion_mnist', 'main', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
+           'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted', 'CheckpointCB', 'NonFiniteLossError',
+           'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain',
+           'encode_state', 'decode_state', 'save_state', 'load_state', 'logger', 'GradClipCB', 'rec_grad_norm',
+           'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
+           'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
+           'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB',
+           'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
+           'FlattenHWC', 'fast_net']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -78,7 +79,7 @@ from .schedfamily import (
     SchedLin, SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched)
 from .compat import (
     chebyshev_steps, fractal_perm, chebyshev_mults, ChebyshevSched, ProportionScheduler,
-    CosineLrScheduler)
+    CosineLrScheduler, deberta_v3_large_lr_scheduler, WSDLrScheduler)
 from .groups import (
     NORM_TYPES, no_wd_params, layer_units, param_groups, group_opt_func)
 from .cli import (
@@ -130,15 +131,15 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched',
     'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched',
     'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
-    'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'NORM_TYPES', 'no_wd_params',
-    'layer_units', 'param_groups', 'group_opt_func', 'PRESETS', 'make_parser', 'fit_fashion_mnist',
-    'main', 'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path',
-    'check_folder', 'FitInterrupted', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB',
-    'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state',
-    'decode_state', 'save_state', 'load_state', 'logger', 'GradClipCB', 'rec_grad_norm',
-    'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'combined_cos', 'one_cycle_sched',
-    'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any',
-    'ShardedDL', 'AccelerateScaler', 'check_distributed_type', 'check_accumulation',
-    'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet',
-    'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC',
-    'fast_net']
+    'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler',
+    'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
+    'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'MixedPrecisionCB', 'native_bf16',
+    'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted',
+    'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
+    'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state',
+    'load_state', 'logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB',
+    'TensorBoardCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched',
+    'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
+    'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank',
+    'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
+    'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']

@@ -7,7 +7,11 @@ __all__ = ['LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'C
            'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds', 'ParamSched']
 
 # %% ../nbs/07_schedfamily.ipynb #fcc3a79e
+import math
 from bisect import bisect_right
+from copy import copy
+
+import numpy as np
 
 from .core import check_num, check_bool, real_number
 from .schedbase import StatefulSchedulerBase, check_opt
@@ -74,29 +78,37 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def __init__(self, optimizer,
                  T_max:int=None, # total length in updates: the value at `T_max` is held after it (None: cycles go on)
                  first_cycle_steps:int=None, # length of the first cycle (warmup included) ...
-                 n_cycles:int=None, # ... or: the number of cycles fitted exactly into `T_max`
+                 n_cycles:int=None, # ... or: the number of cycles fitted exactly into `T_max` ...
+                 first_cycle_epochs:float=None, # ... or: the first cycle's length in epochs, whole or not (with `num_update_steps_per_epoch`)
                  cycle_mult:float=1., # each cosine is this many times longer than the previous one
                  gamma:float=1., # each cycle's peak is this many times the previous one's
                  warmup_steps:int=0, # warmup length in updates
+                 warmup_epochs:float=None, # or: in epochs, whole or not (rounded to the nearest update, halves up)
+                 num_update_steps_per_epoch:int=None, # updates per epoch, for the `*_epochs` lengths (a fit fills it)
                  warmup_each_cycle:bool=True, # warm up at the start of every cycle, or only the first
                  max_lr=None, min_lr=None, min_ratio:float=0., init_lr=None, init_ratio:float=None, # as `WarmupDecaySched`
                  k_decay:float=1., # k-decay of each cosine
                  param_group_field:str='lr'):
         """Called once: checks the arguments, lays out the cycles, sets the groups to update 0's values. With
         `first_cycle_steps` the cycle starts are an explicit list, `_starts`, grown as the count reaches them (and a
-        period once the lengths repeat); with `n_cycles` they are a closed form (`cycle_start`), O(1) however many."""
+        period once the lengths repeat); with `n_cycles` they are a closed form (`cycle_start`), O(1) however many;
+        with `first_cycle_epochs` each restart is at the update nearest its epoch (`first × (1 + m + ... + m**(c-1))`
+        epochs; halves rounded up), also a closed form."""
         super().__init__(optimizer, param_group_field)
         self.T_max = None if T_max is None else _T_max(T_max, type(self).__name__)
-        self.warmup = check_num('warmup_steps', warmup_steps, lo=0, integer=True)
+        self._spe = check_num('num_update_steps_per_epoch', num_update_steps_per_epoch, lo=1, integer=True, allow_none=True)
+        self.warmup = self._warmup(warmup_steps, warmup_epochs)
         self.warmup_each_cycle = check_bool('warmup_each_cycle', warmup_each_cycle)
         self.cycle_mult = check_num('cycle_mult', cycle_mult, lo=0, lo_open=True)
         self.gamma = check_num('gamma', gamma, lo=0, hi=1, lo_open=True)
         self.k_decay = check_num('k_decay', k_decay, lo=0, lo_open=True)
         self.peaks,self.mins,self.inits = _levels(self, max_lr, min_lr, min_ratio, init_lr, init_ratio)
-        if (first_cycle_steps is None) == (n_cycles is None):
-            _fail('first_cycle_steps', first_cycle_steps, f"give first_cycle_steps or n_cycles, exactly one (n_cycles={n_cycles!r})")
-        self.n_cycles = n_cycles
-        if first_cycle_steps is not None:
+        if sum(v is not None for v in (first_cycle_steps, n_cycles, first_cycle_epochs)) != 1:
+            _fail('first_cycle_steps', first_cycle_steps, "give first_cycle_steps, n_cycles or first_cycle_epochs, exactly one "
+                  f"(n_cycles={n_cycles!r}, first_cycle_epochs={first_cycle_epochs!r})")
+        self.n_cycles,self._first_epochs = n_cycles,None
+        if first_cycle_epochs is not None: self._epoch_cycles(first_cycle_epochs)
+        elif first_cycle_steps is not None:
             first_cycle_steps = check_num('first_cycle_steps', first_cycle_steps, lo=1, integer=True)
             if first_cycle_steps > _MAX_LEN: _fail('first_cycle_steps', first_cycle_steps, f"must be <= 2**53 = {_MAX_LEN}")
             if self.warmup >= first_cycle_steps:
@@ -104,6 +116,39 @@ class CosineRestartsSched(StatefulSchedulerBase):
             self._starts,self._cos,self._period = [0],[first_cycle_steps - self.warmup],None
         else: self._fit_cycles(check_num('n_cycles', n_cycles, lo=1, integer=True))
         self.step_update(0)
+
+    def _in_updates(self, nm:str, epochs)->int:
+        "`epochs` (whole or not) as updates: the nearest count, halves rounded up; needs `num_update_steps_per_epoch`."
+        if self._spe is None: _fail('num_update_steps_per_epoch', None, f"must be an int >= 1 to give {nm} (in epochs)")
+        return math.floor(epochs*self._spe + 0.5)
+
+    def _warmup(self, steps, epochs)->int:
+        "The warmup in updates: `warmup_steps`, or `warmup_epochs` rounded to the nearest update (not both)."
+        steps = check_num('warmup_steps', steps, lo=0, integer=True)
+        if epochs is None: return steps
+        if steps: _fail('warmup_epochs', epochs, f"give warmup_steps or warmup_epochs, not both (warmup_steps={steps})")
+        return self._in_updates('warmup_epochs', check_num('warmup_epochs', epochs, lo=0))
+
+    def _epoch_cycles(self, first:float):
+        """Called by the constructor for `first_cycle_epochs`: each cycle must have at least one cosine update, which
+        holds for all when the first cycle is at least `warmup + 1` updates long before rounding (cycles never shrink)."""
+        first = check_num('first_cycle_epochs', first, lo=0, lo_open=True)
+        if self.cycle_mult < 1:
+            _fail('cycle_mult', self.cycle_mult, "must be >= 1 with first_cycle_epochs (shrinking cycles would run out of updates)")
+        x = first*(self._spe or 0)
+        if self._spe is not None and x < self.warmup + 1:
+            _fail('first_cycle_epochs', first, f"is {x:g} updates of num_update_steps_per_epoch={self._spe}: each cycle needs at "
+                  f"least warmup_steps + 1 = {self.warmup + 1} (restarts are rounded to the nearest update)")
+        self._in_updates('first_cycle_epochs', first)
+        if x > _MAX_LEN: _fail('first_cycle_epochs', first, f"is {x:g} updates: must be <= 2**53 = {_MAX_LEN}")
+        self._first_epochs = first
+
+    def _epoch_start(self, c:int)->int:
+        "The update at which cycle `c` starts with `first_cycle_epochs`: the nearest to its epoch, halves rounded up."
+        m = self.cycle_mult
+        try: ep = self._first_epochs*(c if m == 1 else (m**c - 1)/(m - 1))
+        except OverflowError: return _MAX_LEN + 1  # beyond any count
+        return math.floor(min(ep*self._spe, _MAX_LEN + 1) + 0.5)
 
     def _warm(self, c): return self.warmup if (self.warmup_each_cycle or c == 0) else 0
     def _len(self, c): return self._warm(c) + self.cos_len(c)
@@ -149,12 +194,14 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def cos_len(self, c:int)->int:
         "The length in updates of the cosine of cycle `c` (from 0), warmup excluded."
         if self.n_cycles is not None: return self._end(c) - self._end(c - 1)
+        if self._first_epochs is not None: return self._epoch_start(c + 1) - self._epoch_start(c) - self._warm(c)
         if c < len(self._cos): return self._cos[c]
         return self._period[2] - self._warm(c)
 
     def cycle_start(self, c:int)->int:
         "The update count at which cycle `c` (from 0) starts."
         if self.n_cycles is not None: return self._end(c - 1) + self._warm_before(c)
+        if self._first_epochs is not None: return self._epoch_start(c)
         if c < len(self._starts): return self._starts[c]
         c0,s0,L = self._period
         return s0 + (c - c0)*L
@@ -174,6 +221,15 @@ class CosineRestartsSched(StatefulSchedulerBase):
     def locate(self, n:int)->tuple:
         "The cycle (from 0) that update count `n` falls in, and the position inside that cycle: O(log) time."
         if n > _MAX_LEN: _fail('num_updates', n, f"must be <= 2**53 = {_MAX_LEN}")
+        if self._first_epochs is not None:
+            hi = 1
+            while self._epoch_start(hi) <= n: hi *= 2
+            lo,hi = hi//2,hi - 1  # the last cycle whose start is <= n lies in here
+            while lo < hi:
+                mid = (lo + hi + 1)//2
+                if self._epoch_start(mid) <= n: lo = mid
+                else: hi = mid - 1
+            return lo,n - self._epoch_start(lo)
         if self.n_cycles is not None:
             lo,hi = 0,self._k - 1  # the last cycle whose start is <= n
             while lo < hi:
@@ -201,12 +257,34 @@ class CosineRestartsSched(StatefulSchedulerBase):
         return [mix(m, p, f) for m,p in zip(self.mins, peaks)]
 
 # %% ../nbs/07_schedfamily.ipynb #aefa9b2d
+def _level(name:str, v):
+    "`v` as a float, or as a 1-d float64 array when it is a list, tuple, array or tensor of numbers (one per param group)."
+    if real_number(v) is not None or isinstance(v, (str, bytes)) or not hasattr(v, '__len__'): return check_num(name, v)
+    if getattr(v, 'ndim', 1) != 1 or not len(v): _fail(name, v, "must be a number, or a non-empty 1-d list of numbers (one per param group)")
+    return np.array([check_num(f'{name}[{i}]', x) for i,x in enumerate(v.tolist() if hasattr(v, 'tolist') else v)])
+
+def _n_values(*vs)->int:
+    "The length shared by the array-valued ones of `vs` (None if all are numbers); different lengths are a ValueError."
+    ns = {len(v) for v in vs if isinstance(v, np.ndarray)}
+    if len(ns) > 1: _fail('end', vs[1].tolist(), f"has {len(vs[1])} values and start {len(vs[0])}: give both one value per param group")
+    return ns.pop() if ns else None
+
 class Annealer:
-    "A value going from `start` (pos 0) to `end` (pos 1); `pos` is clamped to [0, 1]. Subclasses define `f(pos)`."
+    """A value going from `start` (pos 0) to `end` (pos 1); `pos` is clamped to [0, 1]. Subclasses define `f(pos)`.
+    `start` and `end` may be lists (tuples, arrays, tensors) with one value per param group, as in fastai: then the
+    annealer gives an array, one curve per group, and `ParamSched` gives each group its own (`part(i)`)."""
     def __init__(self, start:float, end:float):
-        self.start,self.end = check_num('start', start),check_num('end', end)
+        self.start,self.end = _level('start', start),_level('end', end)
+        self.n_values = _n_values(self.start, self.end)  # None, or the number of groups it is made for
     def __call__(self, pos:float)->float: return self.f(min(max(pos, 0.), 1.))
-    def __repr__(self): return f"{type(self).__name__}({self.start!r}, {self.end!r})"
+    def __repr__(self): return f"{type(self).__name__}({_show(self.start)}, {_show(self.end)})"
+    def part(self, i:int)->'Annealer':
+        "The scalar annealer of group `i` of an array-valued one: the same curve between `start[i]` and `end[i]`."
+        a = copy(self)
+        a.start,a.end,a.n_values = (float(v[i]) if isinstance(v, np.ndarray) else v for v in (self.start, self.end, None))
+        return a
+
+def _show(v): return repr(v.tolist()) if isinstance(v, np.ndarray) else repr(v)
 
 class SchedLin(Annealer):
     "Straight line from `start` to `end`."
@@ -222,10 +300,11 @@ class SchedNo(Annealer):
     def f(self, pos): return self.start
 
 class SchedExp(Annealer):
-    "Geometric from `start` to `end` (both > 0): a straight line on a log scale."
+    "Geometric from `start` to `end` (all > 0): a straight line on a log scale."
     def __init__(self, start:float, end:float):
         super().__init__(start, end)
-        for nm,v in (('start', start), ('end', end)): check_num(nm, v, lo=0, lo_open=True)
+        for nm,v in (('start', self.start), ('end', self.end)):
+            for i,x in enumerate(np.atleast_1d(v).tolist()): check_num(nm if np.ndim(v) == 0 else f'{nm}[{i}]', x, lo=0, lo_open=True)
     def f(self, pos): return anneal_exp(self.start, self.end, pos)
 
 class SchedPoly(Annealer):
@@ -234,7 +313,7 @@ class SchedPoly(Annealer):
         super().__init__(start, end)
         self.power = check_num('power', power, lo=0, lo_open=True)
     def f(self, pos): return anneal_poly(self.start, self.end, pos, self.power)
-    def __repr__(self): return f"SchedPoly({self.start!r}, {self.end!r}, {self.power!r})"
+    def __repr__(self): return f"SchedPoly({_show(self.start)}, {_show(self.end)}, {self.power!r})"
 
 # %% ../nbs/07_schedfamily.ipynb #ed4cd991
 class CombinedSched:
@@ -247,11 +326,18 @@ class CombinedSched:
             if not callable(s): _fail(f'scheds[{i}]', s, "must be a function of the position in [0, 1]")
         self.pcts,self.scheds = list(pcts),list(scheds)
         self.starts = [sum(self.pcts[:i]) for i in range(len(self.pcts))]
+        ns = {i: s.n_values for i,s in enumerate(self.scheds) if getattr(s, 'n_values', None) is not None}
+        if len(set(ns.values())) > 1:
+            _fail('scheds', self.scheds, f"give the same number of values per param group: {', '.join(f'scheds[{i}] has {n}' for i,n in ns.items())}")
+        self.n_values = next(iter(ns.values()), None)  # None, or the number of groups it is made for
     def __call__(self, pos:float)->float:
         pos = min(max(pos, 0.), 1.)
         i = max(bisect_right(self.starts, pos) - 1, 0)
         return self.scheds[i](min((pos - self.starts[i])/self.pcts[i], 1.))
     def __repr__(self): return f"combine_scheds({self.pcts!r}, {self.scheds!r})"
+    def part(self, i:int)->'CombinedSched':
+        "Group `i`'s combination: each array-valued annealer replaced by its `part(i)`."
+        return CombinedSched(self.pcts, [s.part(i) if getattr(s, 'n_values', None) is not None else s for s in self.scheds])
 
 def combine_scheds(pcts, # the fraction of the run of each schedule (adding up to 1)
                    scheds # annealers: functions of the position in [0, 1]
@@ -265,7 +351,7 @@ class ParamSched(StatefulSchedulerBase):
     closed_form = True
     def __init__(self, optimizer,
                  field:str='lr', # 'lr', 'weight_decay', 'eps', 'mom', 'beta1', 'beta2', ...
-                 f=None, # annealer f(pos), or a list with one per param group
+                 f=None, # annealer f(pos) (array-valued: one curve per group), or a list with one per param group
                  T_max:int=None, # schedule length in optimizer updates
                  relative:bool=False): # the value is `f(pos)` × each group's base value
         "Called once: checks the annealers and the length, sets the groups to their values at pos 0."
@@ -276,6 +362,11 @@ class ParamSched(StatefulSchedulerBase):
         if len(fs) != n: _fail('f', f, f"needs one annealer per param group ({n}), got {len(fs)}")
         for i,o in enumerate(fs):
             if not callable(o): _fail('f', f, "must be an annealer: a function of the position in [0, 1]")
+            k = getattr(o, 'n_values', None)
+            if k is not None and (k != n or isinstance(f, (list, tuple))):
+                _fail('f', f, f"gives {k} values per position (one per param group), for {n} param group{'s'*(n != 1)}" if k != n
+                      else "is a list of annealers, one per group: each must give one value (not a list of start/end values)")
+        if getattr(f, 'n_values', None) is not None: fs = [f.part(i) for i in range(n)]  # array-valued: each group its own curve
         self.fs,self.relative = fs,check_bool('relative', relative)
         self.T_max = _T_max(T_max, type(self).__name__)
         self.step_update(0)
@@ -287,12 +378,21 @@ class ParamSched(StatefulSchedulerBase):
         for i,(f,b) in enumerate(zip(self.fs, self.base_values)):
             v = f(pos)
             x = v if type(v) is float else real_number(v)  # a numpy or 0-d tensor value counts as its number
+            if x is None and hasattr(v, '__len__') and not isinstance(v, str): x = self._group_value(v, i, pos)
             if x is not None and self.relative: x = b*x
             if x is None or x - x != 0:  # not a number, or nan/inf
                 raise ValueError(f"ParamSched: param group {i} would get {self.param_group_field}={v!r} at pos={pos!r} "
                                  f"(update {num_updates}) from f={f!r}: the annealer must give a finite number")
             vs.append(x)
         return vs
+
+    def _group_value(self, v, i:int, pos:float):
+        "Group `i`'s entry of a function's value `v` that is one value per group (fastai's array-valued schedules)."
+        n = len(self.optimizer.param_groups)
+        if len(v) != n:
+            raise ValueError(f"ParamSched: f={self.fs[i]!r} gives {len(v)} values at pos={pos!r} for {n} param groups: "
+                             "give one value, or one per param group")
+        return real_number(v[i])
 
 # %% ../nbs/07_schedfamily.ipynb #a6e20c5a
 from .compat import CosineLrScheduler, ProportionScheduler, ChebyshevSched, chebyshev_steps, fractal_perm

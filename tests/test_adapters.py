@@ -23,6 +23,8 @@ warnings.filterwarnings('ignore', category=DeprecationWarning)
 warnings.filterwarnings('ignore', message='Detected call of')
 import pytorch_optimizer.lr_scheduler as po
 import pytorch_accelerated.schedulers as pas  # (calls set_seed(42))
+import pytorch_accelerated as pyacc
+from miniai.compat import WSDLrScheduler
 
 N_TRAIN,N_VALID,EPOCHS = 5,2,3
 LRS = (0.1, 0.01)  # two param groups: the model's weight and its bias
@@ -99,12 +101,22 @@ BATCH = {
     'WSDSched': (partial(WSDSched, decay_pct=0.4, decay_shape='1-sqrt'), partial(WSDSched, T_max=T, decay_pct=0.4)),
     'CosineRestartsSched': (partial(CosineRestartsSched, n_cycles=2, warmup_steps=2),
                             partial(CosineRestartsSched, T_max=T, n_cycles=2, warmup_steps=2)),
+    'CosineRestartsSched(epochs)': (partial(CosineRestartsSched, first_cycle_epochs=0.4, cycle_mult=2, warmup_epochs=0.2),
+                            partial(CosineRestartsSched, T_max=T, first_cycle_epochs=0.4, cycle_mult=2, warmup_epochs=0.2,
+                                    num_update_steps_per_epoch=N_TRAIN)),
     'ChebyshevSched': (ChebyshevSched, partial(ChebyshevSched, T_max=T)),
     'CosineLrScheduler': (partial(CosineLrScheduler, num_warmup_epochs=1),
                           partial(CosineLrScheduler, total_num_epochs=EPOCHS, num_update_steps_per_epoch=N_TRAIN, num_warmup_epochs=1)),
     'CosineLrScheduler.create_scheduler_fn': (CosineLrScheduler.create_scheduler_fn(num_warmup_epochs=1, min_lr_ratio=0.1),
                           partial(CosineLrScheduler, total_num_epochs=EPOCHS, num_update_steps_per_epoch=N_TRAIN,
                                   num_warmup_epochs=1, min_lr_ratio=0.1)),
+    'WSDLrScheduler': (partial(WSDLrScheduler, num_checkpoints=3, decay_phase_ratio=1/3, num_warmup_steps=1, lr_min=0.1),
+                       partial(WSDLrScheduler, total_steps=T, num_checkpoints=3, decay_phase_ratio=1/3, num_warmup_steps=1, lr_min=0.1)),
+    'WSDLrScheduler.create_scheduler_fn': (WSDLrScheduler.create_scheduler_fn(num_checkpoints=3, decay_phase_ratio=0.3, lr_min=0.1),
+                       partial(WSDLrScheduler, total_steps=T, num_checkpoints=3, decay_phase_ratio=0.3, lr_min=0.1, num_warmup_steps=None)),
+    'WSDLrScheduler.create_scheduler_fn(placeholders)': (WSDLrScheduler.create_scheduler_fn(
+                           total_num_epochs=pyacc.TrainerPlaceholderValues.NUM_EPOCHS, decay_phase_ratio=0.3),
+                       partial(WSDLrScheduler, total_steps=T, decay_phase_ratio=0.3, num_warmup_steps=None)),
     'ParamSched(lr)': (partial(ParamSched, field='lr', f=SchedCos(1., 0.1), relative=True),
                        partial(ParamSched, field='lr', f=SchedCos(1., 0.1), T_max=T, relative=True)),
     # pytorch-accelerated (its own count: the first step() evaluates n=0)

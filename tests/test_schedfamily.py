@@ -853,3 +853,293 @@ def test_cosine_lr_all_cooldown_is_the_floor():
     for n in range(8):
         a.step_update(n); b.step_update(n)
         assert close(lr0(o1), lr0(o2)) and lr0(o2) == 1e-3
+
+
+# ---------------------------------------------------------------- issue 19: the schedulers' long tail
+from miniai.compat import deberta_v3_large_lr_scheduler
+from pytorch_optimizer.lr_scheduler.experimental.deberta_v3_lr_scheduler import deberta_v3_large_lr_scheduler as po_deberta
+
+def tiny_deberta(d=3, n=4):
+    "A module with DeBERTa's parameter names: embeddings, n encoder layers (dense + LayerNorm), a head."
+    m = nn.Module(); m.deberta = nn.Module(); m.deberta.embeddings = nn.Module(); m.deberta.encoder = nn.Module()
+    m.deberta.embeddings.word_embeddings,m.deberta.embeddings.LayerNorm = nn.Embedding(5, d),nn.LayerNorm(d)
+    layers = []
+    for _ in range(n):
+        l = nn.Module(); l.attention = nn.Module(); l.attention.output = nn.Module()
+        l.attention.output.dense,l.attention.output.LayerNorm = nn.Linear(d, d),nn.LayerNorm(d)
+        layers.append(l)
+    m.deberta.encoder.layer = nn.ModuleList(layers)
+    m.pooler,m.fc = nn.Linear(d, d),nn.Linear(d, 1)
+    return m
+
+def _as_list(p): return p if isinstance(p, list) else [p]
+
+@pytest.mark.parametrize('low,mid,head', [(0, 0, 1), (3, 9, 15), (7, 7, 19), (19, 19, 19), (2, 12, 20)])
+@pytest.mark.parametrize('lrs', [dict(), dict(base_lr=1e-3, head_lr=5e-3, wd=0.1), dict(wd=0.)])
+def test_deberta_equals_pytorch_optimizer(low, mid, head, lrs):
+    m = tiny_deberta()
+    a,b = deberta_v3_large_lr_scheduler(m, low, mid, head, **lrs),po_deberta(m, low, mid, head, **lrs)
+    assert len(a) == len(b) == head + 1
+    for ga,gb in zip(a, b):
+        assert [id(p) for p in _as_list(ga['params'])] == [id(p) for p in _as_list(gb['params'])]
+        assert {k: v for k,v in ga.items() if k != 'params'} == {k: v for k,v in gb.items() if k != 'params'}
+    opt = optim.AdamW(a, lr=1e-3)  # an optimizer takes them
+    assert len(opt.param_groups) == head + 1
+
+def test_deberta_levels_and_no_decay():
+    m = tiny_deberta()
+    names = [nm for nm,_ in m.named_parameters()]
+    g = deberta_v3_large_lr_scheduler(m, 3, 9, 15, base_lr=1e-3, head_lr=7e-3, wd=0.2)
+    assert g[0]['lr'] == 7e-3 and 'weight_decay' not in g[0] and len(g[0]['params']) == len(names) - 15
+    assert [pg['lr'] for pg in g[1:]] == [1e-3/2.5]*3 + [1e-3]*6 + [2e-3]*6
+    assert [pg['weight_decay'] for pg in g[1:]] == [0. if ('bias' in nm or 'LayerNorm.weight' in nm) else 0.2 for nm in names[:15]]
+    assert g[2]['weight_decay'] == 0. and names[1].endswith('LayerNorm.weight')
+
+@pytest.mark.parametrize('args,kw,msg', [
+    ((), {}, 'head_param_start=390: must be < 23'),
+    ((0, 0, 23), {}, 'head_param_start=23'),
+    ((5, 3, 10), {}, 'layer_middle_threshold=3'),
+    ((1, 12, 10), {}, 'layer_middle_threshold=12'),
+    ((-1, 2, 3), {}, 'layer_low_threshold=-1'),
+    ((1, 2, 3), dict(head_lr=-1e-3), 'head_lr'),
+    ((1, 2, 3), dict(wd=float('nan')), 'wd'),
+])
+def test_deberta_bad_arguments(args, kw, msg):
+    with pytest.raises(ValueError, match=msg.replace('(', r'\(').replace('[', r'\[')):
+        deberta_v3_large_lr_scheduler(tiny_deberta(), *args, **kw)
+    with pytest.raises(ValueError, match='model'): deberta_v3_large_lr_scheduler([nn.Parameter(torch.zeros(1))])
+
+
+from pytorch_optimizer.lr_scheduler.chebyshev import get_chebyshev_schedule
+
+def _run_lrs(sched, n):
+    "Every group's lr for each of `n` updates (read, optimizer.step(), sched.step())."
+    out = []
+    for _ in range(n):
+        out.append([g['lr'] for g in sched.optimizer.param_groups]); sched.optimizer.step(); sched.step()
+    return out
+
+@pytest.mark.parametrize('T', [1, 2, 5, 16, 100])
+def test_chebyshev_is_warmup_equals_pytorch_optimizer(T):
+    a = get_chebyshev_schedule(groups([0.01, 0.3]), T, is_warmup=True)
+    b = ChebyshevSched(groups([0.01, 0.3]), T_max=T, is_warmup=True)
+    va,vb = _run_lrs(a, T + 5),_run_lrs(b, T + 5)
+    assert va == vb == [[0.01, 0.3]]*(T + 5)
+    assert [b.get_updated_values(n) for n in (0, T, 10**9)] == [[0.01, 0.3]]*3
+
+def test_chebyshev_is_warmup_off_unchanged():
+    "is_warmup=False (the default) is the schedule it was: the original's multipliers, shifted by its two epochs."
+    for T in (8, 64):
+        s = ChebyshevSched(groups([1.]), T_max=T, is_warmup=False)
+        assert list(s.mults) == list(ChebyshevSched(groups([1.]), T_max=T).mults)
+        assert all(close(s.get_updated_values(n)[0], get_chebyshev_lr_lambda(n + 2, T, is_warmup=False)) for n in range(T))
+        assert max(s.mults) > 10
+
+def test_chebyshev_is_warmup_checked_and_resumes():
+    with pytest.raises(ValueError, match='is_warmup=0'): ChebyshevSched(groups([1.]), T_max=8, is_warmup=0)
+    s = ChebyshevSched(groups([0.1]), T_max=8, is_warmup=True)
+    for _ in range(3): s.optimizer.step(); s.step()
+    sd = s.state_dict(); assert sd['is_warmup'] is True and 'mults' not in sd
+    t = ChebyshevSched(groups([0.1]), T_max=8, is_warmup=True); t.load_state_dict(sd)
+    assert _run_lrs(t, 4) == [[0.1]]*4
+
+
+import pytorch_accelerated.schedulers.wsd_scheduler as paw
+from miniai.compat import WSDLrScheduler
+
+def _pa_values(s, n):
+    v = s.get_updated_values(n)
+    return v if isinstance(v, list) else [v]*len(s.optimizer.param_groups)
+
+@FAST
+@given(T=st.integers(4, 3000), k=st.sampled_from([1, 3]), r=st.floats(0., 1/3), inv=st.booleans(), wf=st.floats(0., 1.),
+       cont=st.booleans(), m=st.floats(0.001, 1.), ws=st.floats(0., 1e-3))
+def test_wsd_lr_equals_pyacc(T, k, r, inv, wf, cont, m, ws):
+    "Every update of the run and 30 past it, 1 or 3 checkpoints (T a multiple of 4 for 3: where the original's are right)."
+    if k == 3: T = 4*(T//4)
+    kw = dict(total_steps=T, num_checkpoints=k, decay_phase_ratio=r, use_inverse_sqrt_decay=inv, lr_min=m,
+              warmup_starting_lr=ws, is_continuation_from_checkpoint=cont)
+    d0 = int((T >> (k - 1))*r)
+    kw['num_warmup_steps'] = int(wf*((T >> (k - 1)) - d0))
+    assume(d0 > 0 or r == 0)  # the original divides by zero past the end when the first period has no decay
+    a,b = paw.WSDLrScheduler(groups([0.01, 0.002]), **kw),WSDLrScheduler(groups([0.01, 0.002]), **kw)
+    assert b.get_checkpoint_steps() == a.get_checkpoint_steps() and b.get_decay_info() == a.get_decay_info()
+    for n in range(T + 30 if r > 0 else T):
+        assert all(close(x, y) for x,y in zip(b.get_updated_values(n), _pa_values(a, n))), n
+
+@pytest.mark.parametrize('T,k,r', [(100, 1, 0.1), (1000, 3, 0.2), (1003, 1, 0.5), (4000, 3, 1/3)])
+def test_wsd_lr_run_equals_pyacc_stepped(T, k, r):
+    "Stepped as in training: ours after n updates holds the original's get_updated_values(n), through the last checkpoint and on."
+    kw = dict(total_steps=T, num_checkpoints=k, decay_phase_ratio=r, num_warmup_steps=T//20, lr_min=0.01)
+    a,b = paw.WSDLrScheduler(groups([0.1, 0.01]), **kw),WSDLrScheduler(groups([0.1, 0.01]), **kw)
+    got = _run_lrs(b, T + 50)
+    assert all(close(x, y) for n in range(T + 50) for x,y in zip(got[n], _pa_values(a, n)))
+    assert got[-1] == [0.1*0.01, 0.01*0.01] and got[T] == got[-1]
+    for cp in b.get_checkpoint_steps()[:-1]:  # continuation: back at the base lr at each checkpoint but the last
+        assert got[cp] == [0.1, 0.01] and got[cp - 1][0] < 0.1
+
+def test_wsd_lr_checkpoints_doubling_last_at_end():
+    for T,k,cps in ((100_000, 2, [50_000, 100_000]), (200_000, 4, [25_000, 50_000, 100_000, 200_000]),
+                    (200_000, 3, [50_000, 100_000, 200_000]), (1001, 3, [250, 500, 1001]), (7, 3, [1, 2, 7]), (5, 1, [5])):
+        assert WSDLrScheduler(groups(), total_steps=T, num_checkpoints=k, decay_phase_ratio=0.).get_checkpoint_steps() == cps
+    assert paw.estimate_checkpoint_steps(100_000, 2) == [25_000, 50_000]  # the original's bug, shown
+    s = WSDLrScheduler(groups([0.1]), total_steps=100, num_checkpoints=2, lr_min=0.01)
+    v = _run_lrs(s, 100)
+    assert v[50:90] == [[0.1]]*40 and v[99][0] < 0.02 and s.get_last_lr() == [0.1*0.01]
+
+def test_wsd_lr_fixes():
+    s = WSDLrScheduler(groups([0.1]), total_steps=20, lr_min=0., use_inverse_sqrt_decay=False)
+    assert [s.get_updated_values(n)[0] for n in (17, 18, 19, 20, 25)] == [0.1, 0.1, 0., 0., 0.]
+    s = WSDLrScheduler(groups([0.1]), total_steps=12, num_checkpoints=3, decay_phase_ratio=0.3, lr_min=0.1)
+    assert [s.get_updated_values(n)[0] for n in (11, 12, 13)] == [0.1, 0.1*0.1, 0.1*0.1]
+    s = WSDLrScheduler(groups([0.1]), total_steps=12, decay_phase_ratio=0.)  # no decay: the base lr throughout
+    assert [s.get_updated_values(n)[0] for n in (0, 11, 12, 100)] == [0.1]*4
+    assert _run_lrs(WSDLrScheduler(groups([0.1]), total_steps=20, num_warmup_steps=5, warmup_starting_lr=0.001), 2) == [[0.001], [0.001 + 0.099/5]]
+
+def test_wsd_lr_resume_and_continuation():
+    kw = dict(total_steps=60, num_checkpoints=3, decay_phase_ratio=0.2, num_warmup_steps=5)
+    s = WSDLrScheduler(groups([0.1, 0.01]), **kw)
+    for _ in range(23): s.optimizer.step(); s.step()
+    t = WSDLrScheduler(groups([0.1, 0.01]), **kw); t.load_state_dict(deepcopy(s.state_dict()))
+    assert _run_lrs(t, 50) == _run_lrs(s, 50)
+    c = WSDLrScheduler(groups([0.5, 0.5]), total_steps=40, num_warmup_steps=5, is_continuation_from_checkpoint=True)
+    c.load_state_dict(s.state_dict())
+    v = _run_lrs(c, 41)
+    assert v[:37] == [[0.1, 0.01]]*37 and v[37][0] < 0.1 and v[40] == [0.1*1e-6, 0.01*1e-6] and c.get_checkpoint_steps() == [40]
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(total_steps=11, num_epochs=2, num_update_steps_per_epoch=5), r'not both \(they make 10\)'),
+    (dict(num_epochs=2), 'num_update_steps_per_epoch=None'),
+    (dict(), 'num_epochs=None'),
+    (dict(total_steps=0), 'total_steps=0'),
+    (dict(total_steps=10.), 'total_steps=10.0'),
+    (dict(total_steps=100, num_checkpoints=2, decay_phase_ratio=0.34), 'decay_phase_ratio=0.34'),
+    (dict(total_steps=100, decay_phase_ratio=1.5), 'decay_phase_ratio=1.5'),
+    (dict(total_steps=3, num_checkpoints=3), 'num_checkpoints=3'),
+    (dict(total_steps=100, num_checkpoints=0), 'num_checkpoints=0'),
+    (dict(total_steps=100, num_warmup_steps=91), 'num_warmup_steps=91'),
+    (dict(total_steps=100, num_warmup_steps=5, warmup_starting_lr=1.), 'warmup_starting_lr=1.0'),
+    (dict(total_steps=100, lr_min=-0.1), 'lr_min=-0.1'),
+    (dict(total_steps=100, use_inverse_sqrt_decay='yes'), 'use_inverse_sqrt_decay'),
+])
+def test_wsd_lr_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): WSDLrScheduler(groups([0.1]), **kw)
+
+def test_wsd_lr_create_scheduler_fn():
+    f = WSDLrScheduler.create_scheduler_fn(num_checkpoints=3, decay_phase_ratio=0.2, num_warmup_epochs=1, num_update_steps_per_epoch=4)
+    s = f(groups([0.1]), num_epochs=40)
+    assert s.total_steps == 160 and s.num_warmup_steps == 4 and s.get_checkpoint_steps() == [40, 80, 160]
+    g = WSDLrScheduler.create_scheduler_fn(total_num_epochs=__import__("pytorch_accelerated").TrainerPlaceholderValues.NUM_EPOCHS)(groups([0.1]), num_epochs=5, num_update_steps_per_epoch=20)
+    assert g.total_steps == 100 and g.num_warmup_steps == 1
+    assert WSDLrScheduler(groups(), total_steps=10, num_epochs=2, num_update_steps_per_epoch=5).total_steps == 10  # as a fit fills them
+    assert WSDLrScheduler(groups(), total_steps=12, num_update_steps_per_epoch=5).total_steps == 12
+
+
+# ---------------------------------------------------------------- annealers with one value per param group (fastai's arrays)
+@pytest.mark.parametrize('make', [list, tuple, np.array, partial(torch.tensor, dtype=torch.float64)])
+def test_annealers_array_valued(make):
+    lo,hi = make([0.01, 0.1, 1.]),make([0.02, 0.3, 0.5])
+    assert np.allclose(SchedLin(lo, hi)(0.25), [0.0125, 0.15, 0.875], rtol=1e-14)
+    assert np.allclose(SchedCos(lo, hi)(0.5), [0.015, 0.2, 0.75], rtol=1e-14)
+    assert np.allclose(SchedExp(lo, hi)(0.5), [0.01*2**0.5, 0.1*3**0.5, 0.5**0.5], rtol=1e-14)
+    assert np.allclose(SchedPoly(lo, hi, 2.)(0.5), [0.0125, 0.15, 0.875], rtol=1e-14)
+    assert SchedNo(lo)(0.9).tolist() == [0.01, 0.1, 1.] and SchedLin(lo, 0.)(2.).tolist() == [0., 0., 0.]
+    assert SchedLin(0., hi)(1.).tolist() == pytest.approx([0.02, 0.3, 0.5]) and SchedLin(lo, hi).n_values == 3
+
+def test_param_sched_array_valued_by_hand():
+    o = groups([1., 1.])
+    s = ParamSched(o, 'lr', SchedCos([0.1, 0.01], [0.001, 0.]), T_max=4)
+    want = [[0.001 + 0.099*(1 + math.cos(math.pi*k/4))/2, 0.01*(1 + math.cos(math.pi*k/4))/2] for k in range(5)]
+    got = _run_lrs(s, 5)
+    assert all(close(x, y) for g,w in zip(got, want) for x,y in zip(g, w)) and s.get_last_lr() == [0.001, 0.]
+    # each group's value is exactly the scalar annealer's
+    assert [ParamSched(groups([1.]), 'lr', SchedCos(a, b), T_max=4).get_updated_values(3)[0] for a,b in ((0.1, 0.001), (0.01, 0.))] == s.get_updated_values(3)
+    # combined, and relative: multipliers of each group's own base lr
+    c = combine_scheds([0.5, 0.5], [SchedLin([0.5, 1.], 1.), SchedLin(1., [0.1, 0.01])])
+    r = ParamSched(groups([0.2, 0.02]), 'lr', c, T_max=4, relative=True)
+    assert [[round(v, 15) for v in r.get_updated_values(n)] for n in range(5)] == \
+        [[0.1, 0.02], [0.15, 0.02], [0.2, 0.02], [0.11, 0.0101], [0.02, 0.0002]]
+    assert ParamSched(groups([1.]), 'lr', SchedLin([0.3], [0.1]), T_max=2).get_updated_values(1) == [pytest.approx(0.2)]
+
+def test_param_sched_array_valued_function():
+    "A plain function giving a list per position: taken entry by entry; a wrong count is refused with both counts."
+    s = ParamSched(groups([1., 1.]), 'lr', lambda pos: np.array([0.1, 0.01])*(1 - pos), T_max=4)
+    assert s.get_updated_values(2) == [0.05, 0.005]
+    with pytest.raises(ValueError, match='gives 3 values at pos=0.0 for 2 param groups'):
+        ParamSched(groups([1., 1.]), 'lr', lambda pos: [0.1, 0.2, 0.3], T_max=4)
+
+@pytest.mark.parametrize('make,msg', [
+    (lambda: SchedLin([1., 2.], [1., 2., 3.]), 'has 3 values and start 2'),
+    (lambda: SchedCos([], 1.), 'non-empty 1-d'),
+    (lambda: SchedCos(np.zeros((2, 2)), 1.), 'non-empty 1-d'),
+    (lambda: SchedLin([1., float('nan')], 0.), r'start\[1\]=nan'),
+    (lambda: SchedExp([1e-3, -1.], 1.), r'start\[1\]=-1.0'),
+    (lambda: SchedExp(1., [1., 0.]), r'end\[1\]=0.0'),
+    (lambda: combine_scheds([0.5, 0.5], [SchedLin([1., 2.], 0.), SchedLin([1., 2., 3.], 0.)]), 'scheds\\[0\\] has 2, scheds\\[1\\] has 3'),
+    (lambda: ParamSched(groups([1., 1., 1.]), 'lr', SchedLin([1., 2.], 0.), T_max=3), 'gives 2 values per position .* for 3 param groups'),
+    (lambda: ParamSched(groups([1.]), 'lr', combine_scheds([0.5, 0.5], [SchedNo(1.), SchedLin(1., [0., 0.])]), T_max=3), 'gives 2 values .* for 1 param group$'),
+    (lambda: ParamSched(groups([1., 1.]), 'lr', [SchedLin([1., 2.], 0.), SchedLin(1., 0.)], T_max=3), 'each must give one value'),
+])
+def test_array_valued_bad(make, msg):
+    with pytest.raises(ValueError, match=msg): make()
+
+
+# ---------------------------------------------------------------- restarts at fractional epochs
+from fractions import Fraction
+
+@FAST
+@given(q=st.integers(1, 40), spe=st.integers(1, 30), m=st.sampled_from([1, 2, 3]), wq=st.integers(0, 8), each=st.booleans(),
+       ns=st.lists(st.integers(0, 5000), max_size=30))
+def test_restarts_fractional_epochs_equal_reference(q, spe, m, wq, each, ns):
+    "first = q/4 epochs, warmup wq/8 epochs (exact in floats): restarts at the nearest update to each epoch, halves up."
+    first,wep = q/4,wq/8
+    W = math.floor(Fraction(wq, 8)*spe + Fraction(1, 2))
+    assume(Fraction(q, 4)*spe >= W + 1)
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=first, warmup_epochs=wep, cycle_mult=m,
+                            num_update_steps_per_epoch=spe, warmup_each_cycle=each)
+    starts,c = [0],0
+    while starts[-1] <= 5000:
+        c += 1
+        starts.append(math.floor(Fraction(q, 4)*sum(m**i for i in range(c))*spe + Fraction(1, 2)))
+    assert [s.cycle_start(i) for i in range(len(starts))] == starts and s.warmup == W
+    for i in range(len(starts) - 1):
+        assert s.cos_len(i) == starts[i + 1] - starts[i] - (W if each or i == 0 else 0) >= 1
+    for n in ns + starts[:-1]:
+        k = max(i for i,st_ in enumerate(starts) if st_ <= n)
+        assert s.locate(n) == (k, n - starts[k])
+
+def test_restarts_fractional_epochs_by_hand():
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=0.5, cycle_mult=3, num_update_steps_per_epoch=7)
+    assert [s.cycle_start(c) for c in range(5)] == [0, 4, 14, 46, 140]  # 3.5 and 45.5 round up
+    s = CosineRestartsSched(groups([0.1]), first_cycle_epochs=1.5, num_update_steps_per_epoch=3, warmup_epochs=0.5, min_lr=0.)
+    v = [x[0] for x in _run_lrs(s, 10)]
+    assert s.warmup == 2 and [s.cycle_start(c) for c in range(4)] == [0, 5, 9, 14]
+    assert all(close(a, b) for a,b in zip(v, [0., 0.05, 0.1, 0.075, 0.025, 0., 0.05, 0.1, 0.05, 0.]))
+    # whole epochs, no warmup: the layout of first_cycle_steps
+    a = CosineRestartsSched(groups([0.1, 0.01]), T_max=200, first_cycle_epochs=3, cycle_mult=2, num_update_steps_per_epoch=4)
+    b = CosineRestartsSched(groups([0.1, 0.01]), T_max=200, first_cycle_steps=12, cycle_mult=2)
+    assert _run_lrs(a, 210) == _run_lrs(b, 210)
+
+def test_restarts_fractional_epochs_resume_and_huge():
+    kw = dict(first_cycle_epochs=0.7, cycle_mult=1.5, warmup_epochs=0.2, num_update_steps_per_epoch=10, T_max=300)
+    s = CosineRestartsSched(groups([0.1]), **kw)
+    for _ in range(37): s.optimizer.step(); s.step()
+    t = CosineRestartsSched(groups([0.1]), **kw); t.load_state_dict(deepcopy(s.state_dict()))
+    assert _run_lrs(t, 300) == _run_lrs(s, 300)
+    h = CosineRestartsSched(groups([0.1]), first_cycle_epochs=0.5, num_update_steps_per_epoch=3)  # cycles of 1 or 2 updates, forever
+    c,pos = h.locate(2**53)
+    assert h.cycle_start(c) <= 2**53 < h.cycle_start(c + 1) and pos == 2**53 - h.cycle_start(c)
+
+@pytest.mark.parametrize('kw,msg', [
+    (dict(first_cycle_epochs=0.05, num_update_steps_per_epoch=10), r'first_cycle_epochs=0.05: is 0.5 updates .* warmup_steps \+ 1 = 1'),
+    (dict(first_cycle_epochs=0.3, warmup_epochs=0.25, num_update_steps_per_epoch=10), r'warmup_steps \+ 1 = 4'),
+    (dict(first_cycle_epochs=0.5), 'num_update_steps_per_epoch=None'),
+    (dict(first_cycle_steps=5, warmup_epochs=0.5), 'num_update_steps_per_epoch=None'),
+    (dict(first_cycle_epochs=1., cycle_mult=0.9, num_update_steps_per_epoch=10), 'cycle_mult=0.9'),
+    (dict(first_cycle_epochs=0., num_update_steps_per_epoch=10), 'first_cycle_epochs=0.0'),
+    (dict(first_cycle_epochs=1., first_cycle_steps=10, num_update_steps_per_epoch=10), 'exactly one'),
+    (dict(first_cycle_epochs=1., warmup_steps=2, warmup_epochs=0.1, num_update_steps_per_epoch=10), 'not both'),
+    (dict(first_cycle_epochs=1., num_update_steps_per_epoch=2.5), 'num_update_steps_per_epoch=2.5'),
+])
+def test_restarts_fractional_epochs_bad(kw, msg):
+    with pytest.raises(ValueError, match=msg): CosineRestartsSched(groups([0.1]), **kw)
