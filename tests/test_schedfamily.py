@@ -1143,3 +1143,27 @@ def test_restarts_fractional_epochs_resume_and_huge():
 ])
 def test_restarts_fractional_epochs_bad(kw, msg):
     with pytest.raises(ValueError, match=msg): CosineRestartsSched(groups([0.1]), **kw)
+
+def test_array_valued_annealer_given_to_batchschedcb_sets_each_groups_lr():
+    "An annealer with one value per group, passed to BatchSchedCB directly: each group gets its own float lr, not the array."
+    from miniai.schedfamily import SchedCos
+    from miniai.sched import BatchSchedCB
+    from miniai.learner import TrainLearner, Callback
+    import torch.nn.functional as F
+    from torch import nn, optim
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    from miniai.datasets import DataLoaders
+    x = torch.randn(32, 2); dls = DataLoaders([(x[i:i+8], x[i:i+8].sum(1, keepdim=True)) for i in range(0, 32, 8)], [])
+    two = lambda params, lr: optim.SGD([{'params': m[0].parameters()}, {'params': m[1].parameters()}], lr=lr)
+    lrs = []
+    class Log(Callback):
+        def before_batch(self, learn):
+            if learn.training: lrs.append([g['lr'] for g in learn.opt.param_groups])
+    learn = TrainLearner(m, dls, F.mse_loss, opt_func=two, cbs=[BatchSchedCB(SchedCos([0.1, 0.01], [0., 0.])), Log()], thread_guard=False)
+    learn.fit(1)
+    want = [[0.1*(1 + math.cos(math.pi*i/4))/2, 0.01*(1 + math.cos(math.pi*i/4))/2] for i in range(4)]
+    assert all(type(v) is float for r in lrs for v in r)
+    assert lrs == [pytest.approx(w, rel=1e-12) for w in want]
+    learn = TrainLearner(m, dls, F.mse_loss, opt_func=two, cbs=[BatchSchedCB(SchedCos([0.1, 0.01, 0.001], 0.))], thread_guard=False)
+    with pytest.raises(ValueError, match=r"made for 3 param groups, the optimizer has 2"): learn.fit(1)
