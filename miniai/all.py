@@ -25,8 +25,9 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'CosineRestartsSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
            'CombinedSched', 'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
            'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler',
-           'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'PRESETS',
-           'make_parser', 'fit_fashion_mnist', 'main', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
+           'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
+           'make_parser', 'main', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out',
+           'publish_run', 'PRESETS', 'fit_fashion_mnist', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
            'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted', 'CheckpointCB', 'NonFiniteLossError',
            'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain',
            'encode_state', 'decode_state', 'save_state', 'load_state', 'logger', 'GradClipCB', 'rec_grad_norm',
@@ -83,7 +84,11 @@ from .compat import (
 from .groups import (
     NORM_TYPES, no_wd_params, layer_units, param_groups, group_opt_func)
 from .cli import (
-    PRESETS, make_parser, fit_fashion_mnist, main)
+    make_parser, main)
+from .runfolder import (
+    OutputError, OutputWriteError, run_folders, clean_stale, prepare_out, publish_run)
+from .presets import (
+    PRESETS, fit_fashion_mnist)
 from .precision import (
     MixedPrecisionCB, native_bf16, auto_precision, ChannelsLastCB)
 from .checkpoint import (
@@ -133,7 +138,8 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
     'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler',
     'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
-    'PRESETS', 'make_parser', 'fit_fashion_mnist', 'main', 'MixedPrecisionCB', 'native_bf16',
+    'make_parser', 'main', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale',
+    'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist', 'MixedPrecisionCB', 'native_bf16',
     'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted',
     'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
     'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state',
