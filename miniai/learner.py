@@ -8,32 +8,29 @@ __all__ = ['ThreadGuardCB', 'GradAccumCB', 'Learner', 'no_scaler', 'scaler_step'
 
 # %% ../nbs/02_learner.ipynb #dd13518b
 import os, sys, time, warnings
-from copy import deepcopy
 from functools import partial
 from operator import attrgetter
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr
 from fastcore.foundation import L
 
 from .callback import CancelFitException, CancelEpochException, CancelBatchException, Callback, StatefulCallback, HOOKS, run_cbs
-from .groups import NORM_TYPES, _lrs
 from .core import short_repr, check_num, check_bool
 from .threads import cpu_sample, idle_cores
-from .safefile import CheckpointError, save_state, load_state
 from .fitstate import (rng_state, set_rng_state, load_checkpoint, fit_spec, stateful_cbs, fit_state, save_checkpoint,
                              _restore_before_setup, _restore_after_setup)
-from .lrfind import lr_find_cbs, lr_find, _FIT_ATTRS
-from .metrics import MetricsCB, ProgressCB, to_device, to_cpu
+from .lrfind import lr_find
+from .metrics import MetricsCB
+from .using import save, load, predict_batch, get_preds, validate, layer_groups, freeze_to, freeze, unfreeze, _group_lrs, summary
 # Re-exported, for code that imports them from here (they were defined in this module before miniai 0.2):
 from .lrfind import LRFinderCB, smooth, suggest_lr, LRFind, plot_lr_find
-from .metrics import default_device, def_device, DeviceCB, in_notebook, format_row, SingleBatchCB
+from .metrics import default_device, def_device, to_device, to_cpu, DeviceCB, in_notebook, format_row, ProgressCB, SingleBatchCB
 
 # %% ../nbs/02_learner.ipynb #c1a0b7f2
 class ThreadGuardCB(Callback):
@@ -359,10 +356,13 @@ class Learner:
         return accs[0].n if accs else 1
 
     # Methods written as functions of the learner in their own notebooks, so that this class shows the loop:
-    # a fit's state and its resume (`miniai.fitstate`, 02a_fitstate) and the lr finder (`miniai.lrfind`, 02b_lrfind).
+    # a fit's state and its resume (`miniai.fitstate`, 02a_fitstate), the lr finder (`miniai.lrfind`, 02b_lrfind), and
+    # using a trained model with fastai's names (`miniai.using`, 02d_using).
     fit_spec,stateful_cbs,fit_state,save_checkpoint = fit_spec,stateful_cbs,fit_state,save_checkpoint
     _restore_before_setup,_restore_after_setup = _restore_before_setup,_restore_after_setup
     lr_find = lr_find
+    save,load,predict_batch,get_preds,validate,summary = save,load,predict_batch,get_preds,validate,summary
+    layer_groups,freeze_to,freeze,unfreeze,_group_lrs = layer_groups,freeze_to,freeze,unfreeze,_group_lrs
 
 def _check_cbs(cbs, what:str):
     "Each callback must be an instance with an `order` (a class passed by mistake, a number, ... are refused)."
@@ -535,192 +535,3 @@ class MomentumLearner(TrainLearner):
         with torch.no_grad():
             for p in self.model.parameters():
                 if p.grad is not None: p.grad *= self.mom
-
-# %% ../nbs/02_learner.ipynb #c1a0b7e5
-# Methods of `Learner`, defined here with the checkpoint methods above: using a trained model.
-@patch
-def save(self:Learner, path, # the file to write (the old one survives a failed write)
-         with_opt:bool=False # also the optimizer's state (to go on training with the same moments)
-        ):
-    "Write the model's weights (and the optimizer's state) to `path` atomically, in the checksummed file `load` reads."
-    st = {'model': self.model.state_dict()}
-    if with_opt:
-        if self.opt is None: raise ValueError("save(with_opt=True): there is no optimizer yet (it is built by fit)")
-        st['opt'] = self.opt.state_dict()
-    save_state(path, st, 'miniai-weights')
-
-@patch
-def load(self:Learner, path, # a file written by `save`
-         with_opt:bool=False, # also load the optimizer's state (into `self.opt`, built by an earlier fit)
-         strict:bool=True # passed to `load_state_dict`: every key must match
-        ):
-    """Load weights (and optimizer state) saved by `save` into the model (and `self.opt`); returns the learner. No code
-    in the file runs; a damaged file is refused (`CheckpointError`), and so is a fit checkpoint (resume it instead)."""
-    try: kind,st = load_state(path)  # an older miniai's torch.save file: kind None
-    except CheckpointError as e: raise CheckpointError(f"{e} (learn.load reads the files Learner.save writes)") from None
-    if kind not in ('miniai-weights', None) or not isinstance(st, dict) or 'model' not in st:
-        raise CheckpointError(f"{str(path)!r}: not a file written by Learner.save (a fit checkpoint is resumed with fit(resume=...))")
-    self.model.load_state_dict(st['model'], strict=strict)
-    if with_opt:
-        if 'opt' not in st: raise ValueError(f"{str(path)!r} has no optimizer state: it was saved without with_opt=True")
-        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
-        self.opt.load_state_dict(st['opt'])
-    return self
-
-def _ds(learn, ds_idx)->object:
-    "fastai's `ds_idx`: 0 is `dls.train`, 1 is `dls.valid`."
-    if ds_idx not in (0, 1) or isinstance(ds_idx, bool):
-        raise ValueError(f"ds_idx={ds_idx!r}: must be 0 (dls.train) or 1 (dls.valid)")
-    nm = ('train', 'valid')[ds_idx]
-    if not hasattr(learn.dls, nm): raise ValueError(f"ds_idx={ds_idx}: dls ({type(learn.dls).__name__}) has no .{nm}; pass dl=...")
-    return getattr(learn.dls, nm)
-
-def _model_device(model)->torch.device:
-    p = next(iter(model.parameters()), None)
-    return torch.device('cpu') if p is None else p.device
-
-@patch
-def predict_batch(self:Learner, x # a batch of inputs (a tensor, or a tuple of them for a model with several inputs)
-                 )->torch.Tensor:
-    "The model's outputs for inputs `x`, in eval mode without gradients, on the CPU (the model's mode is restored)."
-    was = self.model.training
-    self.model.eval()
-    try:
-        with torch.no_grad():
-            x = to_device(x, _model_device(self.model))
-            return to_cpu(self.model(*x) if isinstance(x, (tuple, list)) else self.model(x))
-    finally: self.model.train(was)
-
-@patch
-def get_preds(self:Learner, dl=None, # batches `(x, y)` or `(x,)` or bare `x`; default `dls.valid` (an int: `ds_idx`)
-              n_inp:int=1, # how many leading items of a tuple batch are inputs
-              ds_idx:int=1 # fastai's numbering, when `dl` is None: 0 is `dls.train`, 1 `dls.valid`
-             )->tuple:
-    "`(preds, targets)` for every batch of `dl`, concatenated on the CPU; targets are None when batches have none."
-    if isinstance(dl, int) and not isinstance(dl, bool): dl,ds_idx = None,dl  # fastai's get_preds(0)
-    dl = _ds(self, ds_idx) if dl is None else dl
-    preds,targs = [],[]
-    for b in dl:
-        xs,ys = (b[:n_inp], b[n_inp:]) if isinstance(b, (tuple, list)) else ((b,), ())
-        preds.append(self.predict_batch(tuple(xs)))
-        if ys: targs.append(to_cpu(ys[0]))
-    if not preds: raise ValueError("get_preds: the loader gave no batches")
-    return torch.cat(preds), (torch.cat(targs) if targs else None)
-
-# %% ../nbs/02_learner.ipynb #985e1c49
-@patch
-def validate(self:Learner, ds_idx:int=1, # fastai's numbering: 1 is `dls.valid`, 0 `dls.train`
-             dl=None, # or these batches
-             cbs=None # callbacks for this pass only
-            )->dict:
-    """fastai's `validate`: one validation pass over `dl`, through the callbacks that keep no fit state (`lr_find_cbs`:
-    device, batch transforms), returning `{'valid_loss': ..., <metric>: ...}` with the metrics of the learner's
-    `MetricsCB`. Changes nothing else: optimizer, counts, random generators and callbacks are as they were."""
-    dl = _ds(self, ds_idx) if dl is None else dl
-    mcb = next((cb for cb in self.cbs if isinstance(cb, MetricsCB)), None)
-    tmp = MetricsCB(**(deepcopy(mcb.metrics) if mcb is not None else {}))
-    tmp._log = lambda row: None
-    keep = [cb for cb in lr_find_cbs(self.cbs) if not isinstance(cb, (MetricsCB, ProgressCB))]
-    saved = {k: self.__dict__[k] for k in _FIT_ATTRS + ('opt', 'dls', 'metrics') if k in self.__dict__}
-    rng,cbs0,was = rng_state(),self.cbs,self.model.training
-    self.cbs,self.dls = L(keep),_Loaders(getattr(self.dls, 'train', None), dl)
-    try: self.fit(1, train=False, cbs=[tmp, *L(cbs)])
-    finally:
-        self.cbs = cbs0
-        if 'metrics' not in saved: self.__dict__.pop('metrics', None)
-        self.__dict__.update(saved)
-        set_rng_state(rng); self.model.train(was)
-    return {k:v for k,v in (tmp.history[-1] if tmp.history else {}).items() if k not in ('epoch', 'time')}
-
-class _Loaders(NamedTuple):
-    "A `train` and a `valid` loader (`validate` swaps in the one it runs)."
-    train: object
-    valid: object
-
-def _layer_of(pgs)->list:
-    """For each param group, the index of its layer group: a group without weight decay right after a decayed one
-    with the same lr is that layer group's other half (as `miniai.groups.param_groups` lays them out)."""
-    res,prev = [],None
-    for g in pgs:
-        half = prev is not None and g.get('weight_decay', 0) == 0 and prev.get('weight_decay', 0) > 0 and g.get('lr') == prev.get('lr')
-        res.append(res[-1] if half else (res[-1] + 1 if res else 0))
-        prev = None if half else g
-    return res
-
-@patch
-def layer_groups(self:Learner)->list:
-    "The model's parameters by layer group, input side first, from the param groups `opt_func` builds (a probe optimizer, not kept)."
-    pgs = self._make_opt(self.lr).param_groups
-    res = [[] for _ in set(_layer_of(pgs))]
-    for i,g in zip(_layer_of(pgs), pgs): res[i] += list(g['params'])
-    return res
-
-@patch
-def freeze_to(self:Learner, n:int, # the layer groups before group `n` stop training (negative: from the end)
-              train_bn:bool=True # normalization layers' parameters train on (fastai's default)
-             ):
-    """fastai's `freeze_to`: the parameters of the layer groups before `n` get `requires_grad=False`, the others True.
-    Called before a fit (each fit builds its optimizer, which skips parameters without a gradient); returns the learner."""
-    groups = self.layer_groups()
-    k = len(groups)
-    n = check_num('n', n, lo=-k, hi=k, integer=True, what=f'an int from {-k} to {k} (the model has {k} layer groups)')
-    n = n % k if n < 0 else n
-    norm = {id(p) for m in self.model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
-    keep = norm if check_bool('train_bn', train_bn) else set()
-    for i,ps in enumerate(groups):
-        for p in ps: p.requires_grad_(i >= n or id(p) in keep)
-    return self
-
-@patch
-def freeze(self:Learner, train_bn:bool=True # normalization layers train on
-          ):
-    "fastai's `freeze`: only the last layer group (and normalization layers) trains. Needs two layer groups at least."
-    k = len(self.layer_groups())
-    if k < 2:
-        raise ValueError(f"freeze(): opt_func builds {k} layer group, so there is no body to freeze apart from a head: give "
-                         f"the Learner layer groups, e.g. opt_func=group_opt_func(model, torch.optim.AdamW, n_groups=2) "
-                         f"(miniai.groups), or set p.requires_grad_(False) on the parameters to freeze")
-    return self.freeze_to(-1, train_bn)
-
-@patch
-def unfreeze(self:Learner):
-    "fastai's `unfreeze`: every parameter trains again (`requires_grad=True`)."
-    for p in self.model.parameters(): p.requires_grad_(True)
-    return self
-
-@patch
-def _group_lrs(self:Learner, lr)->list:
-    "One lr per param group from `lr` given per layer group (a number, a list, or a slice as fastai's)."
-    idx = _layer_of(self._make_opt(self.lr).param_groups)
-    lrs = _lrs(lr, idx[-1] + 1)
-    return [lrs[i] for i in idx]
-
-class _Text(str):
-    "A string that a notebook shows as itself (a table), not as its repr."
-    def __repr__(self): return str(self)
-
-@patch
-def summary(self:Learner)->str:
-    """fastai's `summary`: each leaf layer's output shape and parameter count on one training batch (`predict_batch`:
-    eval mode, no gradients), and the totals. Changes nothing (the random generators are put back)."""
-    rng = rng_state()
-    try: b = next(iter(self.dls.train))
-    finally: set_rng_state(rng)
-    rows = []
-    def hook(m, i, o):
-        ps = list(m.parameters(recurse=False))
-        rows.append((type(m).__name__, str(list(o.shape)) if isinstance(o, torch.Tensor) else type(o).__name__,
-                     sum(p.numel() for p in ps), 'yes' if any(p.requires_grad for p in ps) else ('no' if ps else '')))
-    hs = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
-    try: self.predict_batch(b[0] if isinstance(b, (tuple, list)) else b)
-    finally:
-        for h in hs: h.remove()
-    ps = list(self.model.parameters())
-    w = max([len(r[0]) for r in rows] + [5]), max([len(r[1]) for r in rows] + [12])
-    lines = [f"{'layer':{w[0]}}  {'output shape':{w[1]}}  {'params':>10}  trainable"]
-    lines += [f"{a:{w[0]}}  {s:{w[1]}}  {n:>10,}  {t}" for a,s,n,t in rows]
-    lines += [f"{type(self.model).__name__}: {sum(p.numel() for p in ps):,} parameters, "
-              f"{sum(p.numel() for p in ps if p.requires_grad):,} trainable; optimizer {type(self._make_opt(self.lr)).__name__}, "
-              f"loss {getattr(self.loss_func, '__name__', short_repr(self.loss_func, 40))}"]
-    return _Text('\n'.join(lines))
-
