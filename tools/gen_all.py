@@ -5,8 +5,9 @@ from pathlib import Path
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
 # Not re-exported: the course-compatibility modules (15_course_*: the course's names for miniai's objects), the
-# entry point, and miniai.all itself.
-SKIP = {'all', '__main__', 'conv', 'sgd', 'xtras'}
+# entry point, miniai.all itself, and miniai.using, whose functions are the Learner's methods (`learn.save`,
+# `learn.load`, `learn.validate`, ...): bare `save`/`load`/`summary` would shadow too much in `from miniai.all import *`.
+SKIP = {'all', '__main__', 'conv', 'sgd', 'xtras', 'using'}
 
 def modules()->list:
     "Every exported module, in the notebooks' reading order (a later module's name wins, none should clash)."
