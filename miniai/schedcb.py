@@ -92,16 +92,16 @@ def make_sched(sched, # a scheduler class / partial / factory taking the optimiz
               )->tuple:
     "`(scheduler, advance)`: the scheduler built on `opt` (length filled) and `advance(n)`, to call with the count of steps done each time it grows by one."
     if is_annealer(sched):
-        total,pgs = n_epochs * per_epoch,opt.param_groups
+        total = n_epochs * per_epoch
         k = getattr(sched, 'n_values', None)  # an annealer made with one value per param group (`SchedCos([...], [...])`)
-        if k is not None and k != len(pgs):
-            raise ValueError(f"sched={sched!r}: made for {k} param groups, the optimizer has {len(pgs)}")
-        def advance(n):
+        if k is not None and k != len(opt.param_groups):
+            raise ValueError(f"sched={sched!r}: made for {k} param groups, the optimizer has {len(opt.param_groups)}")
+        def advance(n):  # reads opt.param_groups each time: a resume's opt.load_state_dict replaces the group dicts
             v = sched(min(n / total, 1.) if total else 1.)
             if k is None:
-                for pg in pgs: pg['lr'] = v
+                for pg in opt.param_groups: pg['lr'] = v
             else:
-                for pg,x in zip(pgs, v): pg['lr'] = float(x)
+                for pg,x in zip(opt.param_groups, v): pg['lr'] = float(x)
         advance(0)
         return sched,advance
     s = fill_length(sched, n_epochs, per_epoch, n_batches, n_valid_batches)(opt)

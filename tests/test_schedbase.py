@@ -139,6 +139,7 @@ from miniai.schedfamily import (WarmupDecaySched, LinearSched, CosineSched, Poly
                                 ChebyshevSched, ParamSched, ProportionScheduler, CosineLrScheduler, Annealer, SchedLin, SchedCos,
                                 SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds)
 warnings.filterwarnings('ignore', message='Detected call of')
+from miniai.compat import WSDLrScheduler
 
 I,F = 'int','float'
 def _ps(lo, f, T_max, **kw): return ParamSched(lo, 'lr', f, T_max, **kw)
@@ -175,11 +176,14 @@ SPECS = {
     'CosineLrScheduler': (CosineLrScheduler, dict(total_num_epochs=(I, [3, 4]), num_update_steps_per_epoch=(I, [2, 3]),
                                                   k_decay=(F, [1., 1.5]), lr_min=(F, [1e-4, 0]), num_warmup_epochs=(I, [0, 1]),
                                                   warmup_starting_lr=(F, [1e-4]), num_cooldown_epochs=(I, [0, 1])), {}),
+    'WSDLrScheduler': (WSDLrScheduler, dict(total_steps=(I, [20, 16]), decay_phase_ratio=(F, [0.1, 0.3]), lr_min=(F, [1e-6, 0.01]),
+                                            warmup_starting_lr=(F, [1e-6, 1e-3]), num_checkpoints=(I, [1, 2])), {}),
     'CosineLrScheduler_ratio': (CosineLrScheduler, dict(total_num_epochs=(I, [3]), num_update_steps_per_epoch=(I, [2]),
                                                         min_lr_ratio=(F, [0.1, 0]), num_warmup_epochs=(I, [1]),
                                                         warmup_starting_lr_ratio=(F, [0.05, 0.5])), {}),
 }
-BOOLS = {'OneCycle': ('three_phase',), 'CosineRestartsSched': ('warmup_each_cycle',), 'ChebyshevSched': ('fractal', 'pow2')}
+BOOLS = {'OneCycle': ('three_phase',), 'CosineRestartsSched': ('warmup_each_cycle',), 'ChebyshevSched': ('fractal', 'pow2'),
+         'WSDLrScheduler': ('use_inverse_sqrt_decay',)}
 
 def test_every_scheduler_is_covered():
     "A new scheduler or annealer in the public API cannot escape the tests below."
@@ -252,9 +256,16 @@ def test_every_non_number_is_refused_by_name(name):
         for bad in bads:
             if bad is None and p in ('warmup_steps', 'decay_steps', 'max_lr', 'min_lr', 'init_lr', 'init_ratio', 'decay_pct',
                                      'warmup_pct', 'min_lr_ratio', 'warmup_starting_lr_ratio', 'moms', 'end') \
-                                 or (p == 'T_max' and name.startswith('CosineRestarts')):
+                                 or (p == 'T_max' and name.startswith('CosineRestarts')) \
+                                 or (p == 'total_steps' and name == 'WSDLrScheduler'):  # None: from num_epochs
                 continue  # None has a meaning here (a default)
             v = (type(vs[0])([bad] + list(vs[0][1:])) if isinstance(vs[0], (list, tuple)) else bad)
+            if name.startswith('ParamSched') and p in ('start', 'end') and isinstance(bad, (list, torch.Tensor)) and getattr(bad, 'ndim', 1) == 1:
+                # one value per param group is allowed (fastai's array-valued annealers): the count must match the 2 groups
+                if len(bad) == 2: _build(name, {**kw, p: v})
+                else:
+                    with pytest.raises(ValueError, match=rf'gives {len(bad)} values per position .*for 2 param groups'): _build(name, {**kw, p: v})
+                continue
             with pytest.raises(ValueError) as e: _build(name, {**kw, p: v})
             assert re.search(rf'\b{p}(\[\d+\])?=', str(e.value)), (p, bad, str(e.value))
 
