@@ -143,17 +143,17 @@ class OneCycle(StatefulSchedulerBase):
         self.max_lrs = _check_max_lr(max_lr, pgs)
         self.moms,self._mfield = _check_moms(moms, pgs)
         super().__init__(optimizer, 'lr')
-        if max_lr is None: self.max_lrs = list(self.base_values)
         self._build(self._mfield and _has_tensor(pgs, self._mfield))
         self._torch_keys(pgs)
         self.step_update(0)
 
     def _torch_keys(self, pgs):
-        """Write the keys torch's `OneCycleLR` leaves in each group, for code that reads them: `max_lr`, `min_lr` (the
-        final lr) and, when momentum is scheduled, `max_momentum` and `base_momentum`. Not `initial_lr`: here it keeps
-        the base value every miniai scheduler starts from (torch writes max_lr/div there). Nothing reads them back."""
-        for pg,m in zip(pgs, self.max_lrs):
-            pg['max_lr'],pg['min_lr'] = m,m/self.div_final
+        """Write the keys torch's `OneCycleLR` leaves in each group, for code that reads them: `initial_lr` (the first
+        lr, max_lr/div, which is also this scheduler's `base_values`), `max_lr`, `min_lr` (the final lr) and, when
+        momentum is scheduled, `max_momentum` and `base_momentum`. A later `OneCycle(max_lr=None)` reads `max_lr` back."""
+        self.base_values = [m/self.div for m in self.max_lrs]
+        for pg,m,b in zip(pgs, self.max_lrs, self.base_values):
+            pg['initial_lr'],pg['max_lr'],pg['min_lr'] = b,m,m/self.div_final
             if self.moms: pg['max_momentum'],pg['base_momentum'] = self.moms[0],self.moms[1]
 
     def _build(self, mtensor:bool=False):
@@ -250,7 +250,8 @@ def _positional_msg(T_max, args)->str:
 def _check_max_lr(max_lr, pgs)->list:
     "The peak lr of each param group in `pgs`: numbers >= 0 (0: the group stays at lr 0, as torch allows)."
     if max_lr is None:
-        return [check_num(f"max_lr=None takes each group's lr as its peak; param group {i} lr", pg.get('initial_lr', pg['lr']), lo=0)
+        return [check_num(f"max_lr=None takes each group's lr as its peak; param group {i} lr",
+                          pg['max_lr'] if 'max_lr' in pg else pg.get('initial_lr', pg['lr']), lo=0)
                 for i,pg in enumerate(pgs)]
     if isinstance(max_lr, (list, tuple)):
         if len(max_lr) != len(pgs):

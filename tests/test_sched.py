@@ -884,7 +884,7 @@ def test_step_and_update_lr_with_an_epoch():
 
 @pytest.mark.parametrize('opt_func,kw,moms', [(optim.AdamW, {}, True), (optim.SGD, {'momentum': 0.9}, True), (optim.SGD, {}, False)])
 def test_onecycle_writes_torchs_param_group_keys(opt_func, kw, moms):
-    "max_lr, min_lr (and with momentum max_momentum, base_momentum) as torch's OneCycleLR leaves them; initial_lr keeps miniai's base."
+    "initial_lr, max_lr, min_lr (and with momentum max_momentum, base_momentum) as torch's OneCycleLR leaves them."
     o1,o2 = (opt_func([{'params': [torch.zeros(1, requires_grad=True)]} for _ in range(3)], lr=0.1, **kw) for _ in range(2))
     if moms: lr_scheduler.OneCycleLR(o1, max_lr=[3e-2, 2e-2, 1e-2], total_steps=20, div_factor=5., final_div_factor=1e2,
                                      base_momentum=0.7, max_momentum=0.9)
@@ -894,4 +894,21 @@ def test_onecycle_writes_torchs_param_group_keys(opt_func, kw, moms):
     for g1,g2 in zip(o1.param_groups, o2.param_groups):
         for k in keys: assert g2[k] == pytest.approx(g1[k], rel=1e-15), k
         if not moms: assert 'max_momentum' not in g2
-        assert g2['initial_lr'] == 0.1 and g1['initial_lr'] == pytest.approx(g1['max_lr']/5)
+        assert g2['initial_lr'] == pytest.approx(g1['initial_lr'], rel=1e-15) == pytest.approx(g1['max_lr']/5)
+
+@pytest.mark.parametrize('first', ['torch', 'miniai'])
+def test_schedulers_after_a_onecycle_start_where_torchs_do(first):
+    "After a one-cycle (torch's or miniai's) on an optimizer, torch's CosineAnnealingLR and miniai's CosineAnnealing start from\n    its initial_lr (max_lr/div) alike, and OneCycle(max_lr=None) peaks at the first one's max_lr, not at max_lr/div."
+    def opt(): return optim.SGD([{'params': [torch.zeros(1, requires_grad=True)]} for _ in range(2)], lr=0.1, momentum=0.9)
+    def one_cycle(o):
+        if first == 'torch': lr_scheduler.OneCycleLR(o, max_lr=[4e-2, 1e-2], total_steps=10, div_factor=8.)
+        else: OneCycle(o, 10, max_lr=[4e-2, 1e-2], div=8.)
+    o1,o2,o3 = opt(),opt(),opt()
+    for o in (o1, o2, o3): one_cycle(o)
+    t,m = lr_scheduler.CosineAnnealingLR(o1, T_max=5),CosineAnnealing(o2, 5)
+    assert [g['lr'] for g in o1.param_groups] == pytest.approx([5e-3, 1.25e-3], rel=1e-15)
+    assert [g['lr'] for g in o2.param_groups] == pytest.approx([5e-3, 1.25e-3], rel=1e-15)
+    for _ in range(5):
+        t.step(); m.step()
+        assert [g['lr'] for g in o2.param_groups] == pytest.approx([g['lr'] for g in o1.param_groups], rel=1e-12, abs=1e-15)
+    assert OneCycle(o3, 10, max_lr=None).max_lrs == pytest.approx([4e-2, 1e-2], rel=1e-15)
