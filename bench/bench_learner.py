@@ -51,13 +51,13 @@ def bench_learner(rounds:int=6, n_train:int=None)->dict:
     learn = TrainLearner(m_l, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func,
                          cbs=[MetricsCB(accuracy=MulticlassAccuracy())])
     sink = io.StringIO()
-    learn.cbs[0]._log = lambda row: None
+    learn.cbs[0].listeners.clear()
     learn_p = TrainLearner(m_p, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func,
                            cbs=[MetricsCB(accuracy=MulticlassAccuracy()), ProgressCB(bars=False, file=sink)])
     # the thread guard every fit carries by default, off: its cost is the ratio of the two TrainLearner rows
     learn_g = TrainLearner(m_g, dl_pair, F.cross_entropy, lr=1e-3, opt_func=opt_func, thread_guard=False,
                            cbs=[MetricsCB(accuracy=MulticlassAccuracy())])
-    learn_g.cbs[0]._log = lambda row: None
+    learn_g.cbs[0].listeners.clear()
     times = {'hand loop': [], 'TrainLearner + MetricsCB': [], '+ ProgressCB': [], 'TrainLearner + MetricsCB, thread_guard=False': []}
     hand_epoch(m_hand, opt_hand, train[:3], valid[:1])  # warm-up
     for r in range(rounds):

@@ -73,7 +73,7 @@ def run(dls, make, seed, epochs):
         key = f'{lr:.6g}'
         if key not in done:
             set_seed(seed); model.load_state_dict(init)
-            m = MetricsCB(accuracy=MulticlassAccuracy()); m._log = lambda row: None
+            m = MetricsCB(accuracy=MulticlassAccuracy(), quiet=True)
             TrainLearner(model, dls, F.cross_entropy, lr=lr, opt_func=partial(optim.AdamW, eps=1e-5),
                          cbs=[m, BatchSchedCB(partial(OneCycle, pct_start=0.25))]).fit(epochs)
             acc = m.history[-1]['accuracy']

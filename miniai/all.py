@@ -32,9 +32,10 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state', 'load_state',
            'logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB',
            'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
-           'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler', 'check_distributed_type',
-           'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet',
-           'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
+           'WeightDecayCB', 'rec_mom_if_any', 'recorder', 'fit_one_cycle', 'fit_flat_cos', 'fit_sgdr', 'fine_tune',
+           'ShardedDL', 'AccelerateScaler', 'check_distributed_type', 'check_accumulation', 'check_accel_opt',
+           'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase',
+           'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
@@ -101,7 +102,7 @@ from .callbacks import (
     logger, GradClipCB, rec_grad_norm, ema_decay, EMACB, CSVLoggerCB, TensorBoardCB)
 from .recipes import (
     combined_cos, one_cycle_sched, flat_cos_sched, mom_sched, sgdr_sched, sgdr_epochs,
-    WeightDecayCB, rec_mom_if_any)
+    WeightDecayCB, rec_mom_if_any, recorder, fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune)
 from .accel import (
     ShardedDL, AccelerateScaler, check_distributed_type, check_accumulation, check_accel_opt,
     rank_seed, seed_rank, AccelerateCB)
@@ -146,7 +147,8 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state',
     'load_state', 'logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB',
     'TensorBoardCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched',
-    'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'ShardedDL', 'AccelerateScaler',
-    'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank',
-    'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
-    'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
+    'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'recorder', 'fit_one_cycle', 'fit_flat_cos',
+    'fit_sgdr', 'fine_tune', 'ShardedDL', 'AccelerateScaler', 'check_distributed_type',
+    'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock',
+    'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
+    'FlattenHWC', 'fast_net']

@@ -122,6 +122,13 @@ def check_bool(name:str, v)->bool:
     if type(v).__module__ == 'numpy' and type(v).__name__ in ('bool_', 'bool'): return bool(v)
     raise ValueError(f"{name}={short_repr(v)}: must be True or False")
 
+_F32_MAX = 3.4028234663852886e+38  # the largest float32, `torch.finfo(torch.float32).max` (this module imports no torch)
+
+def _check_lr(lr):
+    """`lr` as a float: a number (Python, numpy or 0-d tensor, see `check_num`) > 0 that float32 can hold. Called by
+    the `Learner` (its `lr`, `fit(lr=...)`) and the recipes (`fine_tune`'s `base_lr`); changes nothing."""
+    return check_num('lr', lr, lo=0, lo_open=True, hi=_F32_MAX, what=f"a finite number > 0 (at most {_F32_MAX:.3g}, the parameters' float32)")
+
 # %% ../nbs/00_core.ipynb #c0f16a02
 class Fig(Figure):
     """The figure every miniai plot returns: a matplotlib `Figure` (draw on it, `savefig` it) that shows itself.

@@ -19,13 +19,14 @@ from fastcore.basics import store_attr
 from fastcore.foundation import L
 
 from .callback import CancelFitException, CancelEpochException, CancelBatchException, Callback, StatefulCallback, HOOKS, run_cbs
-from .core import short_repr, check_num, check_bool
+from .core import short_repr, check_num, check_bool, _check_lr
 from .threads import ThreadGuardCB, _GUARD_HINT  # ThreadGuardCB was defined here before miniai 0.2: re-exported too
 from .fitstate import (rng_state, set_rng_state, load_checkpoint, fit_spec, stateful_cbs, fit_state, save_checkpoint,
                              _restore_before_setup, _restore_after_setup)
 from .lrfind import lr_find
 from .metrics import MetricsCB
 from .using import save, load, predict_batch, get_preds, validate, layer_groups, freeze_to, freeze, unfreeze, _group_lrs, summary
+from .recipes import fit_one_cycle, fit_flat_cos, fit_sgdr, fine_tune, recorder
 # Re-exported, for code that imports them from here (they were defined in this module before miniai 0.2):
 from .lrfind import LRFinderCB, smooth, suggest_lr, LRFind, plot_lr_find
 from .metrics import default_device, def_device, to_device, to_cpu, DeviceCB, in_notebook, format_row, ProgressCB, SingleBatchCB
@@ -282,13 +283,16 @@ class Learner:
         return accs[0].n if accs else 1
 
     # Methods written as functions of the learner in their own notebooks, so that this class shows the loop:
-    # a fit's state and its resume (`miniai.fitstate`, 02a_fitstate), the lr finder (`miniai.lrfind`, 02b_lrfind), and
-    # using a trained model with fastai's names (`miniai.using`, 02d_using).
+    # a fit's state and its resume (`miniai.fitstate`, 02a_fitstate), the lr finder (`miniai.lrfind`, 02b_lrfind),
+    # using a trained model with fastai's names (`miniai.using`, 02d_using), and fastai's fit recipes with the
+    # learner's own `RecorderCB`, `learn.recorder` (`miniai.recipes`, 14_fit_recipes).
     fit_spec,stateful_cbs,fit_state,save_checkpoint = fit_spec,stateful_cbs,fit_state,save_checkpoint
     _restore_before_setup,_restore_after_setup = _restore_before_setup,_restore_after_setup
     lr_find = lr_find
     save,load,predict_batch,get_preds,validate,summary = save,load,predict_batch,get_preds,validate,summary
     layer_groups,freeze_to,freeze,unfreeze,_group_lrs = layer_groups,freeze_to,freeze,unfreeze,_group_lrs
+    fit_one_cycle,fit_flat_cos,fit_sgdr,fine_tune = fit_one_cycle,fit_flat_cos,fit_sgdr,fine_tune
+    recorder = property(recorder)
 
 def _check_cbs(cbs, what:str):
     "Each callback must be an instance with an `order` (a class passed by mistake, a number, ... are refused)."
@@ -297,12 +301,6 @@ def _check_cbs(cbs, what:str):
             raise TypeError(f"{what}[{i}]={cb.__name__}: a callback class, not a callback: pass {cb.__name__}()")
         if not hasattr(cb, 'order'):
             raise TypeError(f"{what}[{i}]={cb!r}: not a callback (a Callback instance, with hook methods and an `order`)")
-
-_F32_MAX = torch.finfo(torch.float32).max
-
-def _check_lr(lr):
-    "`lr` as a float: a number (Python, numpy or 0-d tensor, see `check_num`) > 0 that float32 can hold."
-    return check_num('lr', lr, lo=0, lo_open=True, hi=_F32_MAX, what=f"a finite number > 0 (at most {_F32_MAX:.3g}, the parameters' float32)")
 
 def _check_dls(dls):
     "Each of `dls.train` / `dls.valid` that is there must be an iterable of batches."
@@ -341,9 +339,6 @@ def _warn_complete(resume, n_epochs:int):
                   f"(e.g. learn.fit(2))", stacklevel=3)
 
 _FASTAI_NAMES = dict(  # fastai's Learner names that miniai has not, each with the miniai way
-    recorder="miniai has no learn.recorder of its own: add a RecorderCB (rec = RecorderCB(lr=rec_lr); cbs=[rec]) and use "
-             "rec.plot(); the losses and metrics per epoch are in learn.metrics.history (MetricsCB). Importing miniai.recipes "
-             "(or miniai.all) adds learn.recorder",
     export="miniai has no learn.export(): fastai's pickles the whole learner, and a pickle runs code when it is loaded. Save "
            "the weights with learn.save('model.pt'); to use them, build the model in code and learn.load('model.pt')",
     to_fp16="miniai's mixed precision is a callback: cbs=[MixedPrecisionCB('fp16')] (miniai.precision)",
@@ -355,10 +350,6 @@ _FASTAI_NAMES = dict(  # fastai's Learner names that miniai has not, each with t
     show_results="miniai has no show_results: preds, targs = learn.get_preds(), then plot what you need",
     path="miniai keeps no learn.path: learn.save, CheckpointCB and SaveBestCB take the file to write",
     model_dir="miniai keeps no learn.model_dir: learn.save, CheckpointCB and SaveBestCB take the file to write",
-    fit_one_cycle="learn.fit_one_cycle is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
-    fit_flat_cos="learn.fit_flat_cos is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
-    fit_sgdr="learn.fit_sgdr is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
-    fine_tune="learn.fine_tune is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner",
 )
 
 def no_scaler():

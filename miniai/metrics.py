@@ -51,10 +51,12 @@ class DeviceCB(Callback):
 class MetricsCB(StatefulCallback):
     """Computes torcheval `metrics` on the validation pass and the weighted mean loss of each pass.
 
-    After each epoch appends a row (a dict) to `history` and logs it; `learn.metrics` is this callback."""
+    After each epoch appends a row (a dict) to `history` and calls each of `listeners` with it (default: `print_row`);
+    `learn.metrics` is this callback."""
     order = 0
     def __init__(self, *ms, # torcheval metrics, named by their class
                  train_metrics:bool=False, # also compute the metrics on the training pass (`train_<name>`)
+                 quiet:bool=False, # start with no printer in `listeners`: the rows are kept in `history` only
                  **metrics # torcheval metrics by name, e.g. `accuracy=MulticlassAccuracy()`
                 ):
         for o in ms: metrics[type(o).__name__] = o
@@ -64,9 +66,12 @@ class MetricsCB(StatefulCallback):
         self.metrics,self.train_metrics = metrics,check_bool('train_metrics', train_metrics)
         self.loss = Mean()
         self.history,self.row,self._pending,self._resume_acc = [],None,False,None
+        # the row listeners: `f(row)` for each finished row, in order (`ProgressCB` swaps the printer for its table)
+        self.listeners = [] if check_bool('quiet', quiet) else [self.print_row]
 
-    def _log(self, row:dict):
-        "Called with each finished row (`ProgressCB` replaces it): prints it as `ProgressCB`'s plain table does, the header first in each fit."
+    def print_row(self, row:dict):
+        """The default row listener: prints the row as `ProgressCB`'s plain table does, the header first in each fit.
+        Called after each epoch through `listeners`; changes nothing but what it has shown."""
         header,self._shown = getattr(self, '_shown', None) is not self.history,self.history  # `history` is a new list each fit
         print('\n'.join(_table_lines(row, header)), flush=True)
 
@@ -114,7 +119,7 @@ class MetricsCB(StatefulCallback):
         if self.history and self.history[-1]['epoch'] == self.row['epoch']: self.history[-1] = self.row  # a redone pass
         else: self.history.append(self.row)
         self._pending = False
-        self._log(self.row)
+        for f in list(self.listeners): f(self.row)
 
     def state_dict(self)->dict:
         "A copy of the history, the open row and this pass's sums: what a resumed fit needs (see `Learner.fit_state`)."
@@ -155,15 +160,17 @@ class ProgressCB(Callback):
         self.plot,self.bars,self.file = plot,bars,file
 
     def before_fit(self, learn):
-        "Starts the bars (or the plain table) and takes over the metrics' logging."
+        """Starts the bars (or the plain table) and puts `show_row` in the place of the metrics' printer among their
+        `listeners` (first, when they have none: this callback is there to show the rows); other listeners stay."""
         self.use_bars = in_notebook() if self.bars is None else self.bars
         self.first,self.losses,self.val_losses = True,[],[]
-        if hasattr(learn, 'metrics'): learn.metrics._log = self._log
+        if hasattr(learn, 'metrics'): _swap_printer(learn.metrics.listeners, self.show_row)
         if self.use_bars:
             from fastprogress import master_bar
             learn.epochs = self.mbar = master_bar(learn.epochs)
 
-    def _log(self, row):
+    def show_row(self, row):
+        "The row listener this callback adds to `learn.metrics.listeners`: writes the row under the bars, or prints it."
         vals = format_row(row)
         if self.use_bars:
             if self.first: self.mbar.write(list(row), table=True)
@@ -192,6 +199,16 @@ class ProgressCB(Callback):
             self.val_losses.append(learn.metrics.loss.compute().item())
             self.mbar.update_graph([[range(len(self.losses)), self.losses],
                 [[len(learn.dls.train)*(i+1) for i in range(len(self.val_losses))], self.val_losses]])
+
+def _is_printer(f)->bool:
+    "A row listener that shows the rows: a `MetricsCB`'s `print_row` or a `ProgressCB`'s `show_row`."
+    return getattr(f, '__name__', None) in ('print_row', 'show_row') and isinstance(getattr(f, '__self__', None), (MetricsCB, ProgressCB))
+
+def _swap_printer(listeners:list, show):
+    "Put `show` in the place of the printers in `listeners` (changed in place), or first when there is none."
+    i = next((i for i,f in enumerate(listeners) if _is_printer(f)), 0)
+    listeners[:] = [f for f in listeners if not _is_printer(f)]
+    listeners.insert(i, show)
 
 class SingleBatchCB(Callback):
     "Stops the fit after the first batch: a quick check that everything runs."

@@ -165,7 +165,7 @@ def fit_fashion_mnist(epochs:int=None, lr:float=None, bs:int=None, seed:int=42, 
             cbs.insert(0, AccelerateCB(mixed_precision='fp16' if precision == 'fp16' else None))
             if precision == 'fp16': precision = 'fp32'  # accelerate's scaler, not MixedPrecisionCB's
         else: cbs.insert(0, DeviceCB())
-        if quiet: metrics._log = lambda row: None  # as ProgressCB does, but showing nothing
+        if quiet: metrics.listeners.clear()  # no printer: the rows are kept (history, the loggers), not shown
         else: cbs.append(ProgressCB())
         if sched == 'onecycle': cbs.append(BatchSchedCB(partial(OneCycle, pct_start=pct_start)))
         elif sched == 'cosine': cbs.append(BatchSchedCB(CosineAnnealing))

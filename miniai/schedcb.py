@@ -9,7 +9,7 @@ __all__ = ['LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'fill_length', 'is_an
 
 # %% ../nbs/06b_schedcb.ipynb #c085f26f
 import inspect, math
-from copy import deepcopy
+from copy import copy, deepcopy
 from functools import partial
 
 import torch
@@ -402,6 +402,17 @@ class RecorderCB(StatefulCallback):
         fig = loss_fig(self.recs['loss'], self.epochs, getattr(m, 'history', None))
         if path is not None: save_fig(fig, path)
         return fig
+    def plot_sched(self, keys=None, # the recorded values to plot (a name or a list); default all
+                   figsize=None, path=None, log_lr:bool=False # as `plot`
+                  )->Fig:
+        "fastai's `recorder.plot_sched()`: `plot()` of the values `keys`. Called after a fit; returns the `Fig`, changes nothing."
+        if keys is None: return self.plot(path=path, figsize=figsize, log_lr=log_lr)
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        bad = [k for k in keys if k not in self.recs]
+        if bad: raise ValueError(f"keys={keys!r}: not recorded: {bad} (this recorder records {list(self.recs)})")
+        view = copy(self)
+        view.recs = {k:self.recs[k] for k in keys}
+        return view.plot(path=path, figsize=figsize, log_lr=log_lr)
     @property
     def lrs(self)->list:
         "fastai's `recorder.lrs`: the lr of every update (of param group 0; `group_recs['lr']` has every group's)."

@@ -97,7 +97,7 @@ def validate(learn, ds_idx:int=1, # fastai's numbering: 1 is `dls.valid`, 0 `dls
     dl = _ds(learn, ds_idx) if dl is None else dl
     mcb = next((cb for cb in learn.cbs if isinstance(cb, MetricsCB)), None)
     tmp = MetricsCB(**(deepcopy(mcb.metrics) if mcb is not None else {}))
-    tmp._log = lambda row: None
+    tmp.listeners.clear()
     keep = [cb for cb in lr_find_cbs(learn.cbs) if not isinstance(cb, (MetricsCB, ProgressCB))]
     saved = {k: learn.__dict__[k] for k in _FIT_ATTRS + ('opt', 'dls', 'metrics') if k in learn.__dict__}
     rng,cbs0,was = rng_state(),learn.cbs,learn.model.training

@@ -10,7 +10,7 @@ __all__ = ['OneCycle', 'set_seed', 'get_dls', 'CosineAnnealing', 'BatchSchedCB',
 from .activations import set_seed
 from .datasets import get_dls
 from .sched import (OneCycle, CosineAnnealing, BatchSchedCB, EpochSchedCB, RecorderCB, rec_lr, rec_mom, plot_sched)
-from .recipes import combined_cos  # importing miniai.recipes adds fit_one_cycle & co. to Learner
+from .recipes import combined_cos  # fastai's annealer (learn.fit_one_cycle & co. are the Learner's own methods)
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['OneCycle', 'set_seed', 'get_dls', 'CosineAnnealing', 'BatchSchedCB', 'EpochSchedCB', 'RecorderCB', 'rec_lr',
          'rec_mom', 'plot_sched', 'combined_cos']

@@ -81,7 +81,7 @@ def test_course_flow_miniai_onecycle_and_recipes():
                           conv(16, 32, act=act), conv(32, 10, act=None), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model.apply(partial(init_weights, leaky=0.1))
     metrics = MetricsCB(accuracy=MulticlassAccuracy())
-    metrics._log = lambda row: None
+    metrics.listeners.clear()
     learn = TrainLearner(model, dls, F.cross_entropy, lr=1e-2, cbs=[DeviceCB(), metrics], opt_func=optim.AdamW)
     learn.fit(2, cbs=[BatchSchedCB(partial(OneCycle, max_lr=1e-2))])  # T_max filled from the fit
     learn.fit_one_cycle(2, 1e-2)

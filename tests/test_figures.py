@@ -22,7 +22,7 @@ SETUP = textwrap.dedent('''
     b = [(x[i:i+32], y[i:i+32]) for i in range(0, 512, 32)]
     dls = type('DLs', (), dict(train=b, valid=b[:2]))()
     rec, astats = RecorderCB(), ActivationStats(fc.risinstance(nn.ReLU))
-    m = MetricsCB(); m._log = lambda row: None
+    m = MetricsCB(quiet=True)
     learn = TrainLearner(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), dls, F.cross_entropy,
                          opt_func=optim.AdamW, cbs=[m, rec, astats, BatchSchedCB(partial(OneCycle, max_lr=1e-2))])
     learn.fit(2)''')

@@ -223,14 +223,14 @@ def test_empty_training_loader_is_named():
         TrainLearner(nn.Linear(3, 1), DLs([], []), F.mse_loss).fit(1)
 
 def test_empty_validation_pass_shows_nan_not_zero():
-    mcb = MetricsCB(); mcb._log = lambda row: None
+    mcb = MetricsCB(quiet=True)
     TrainLearner(nn.Linear(3, 1), DLs(regression_dls().train, []), F.mse_loss, cbs=[mcb]).fit(1)
     assert math.isnan(mcb.history[-1]['valid_loss']) and mcb.history[-1]['train_loss'] > 0
 
 def test_lr_find_leaves_schedules_and_histories_alone():
     from miniai.sched import BatchSchedCB, OneCycle, RecorderCB
     mcb,rec,sch = MetricsCB(),RecorderCB(),BatchSchedCB(partial(OneCycle, max_lr=0.1))
-    mcb._log = lambda row: None
+    mcb.listeners.clear()
     learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, lr=0.1, cbs=[mcb, rec, sch], opt_func=optim.AdamW)
     learn.fit(2)
     hist,recs,n,sched = deepcopy(mcb.history),deepcopy(rec.recs),learn.n_updates,sch.sched
@@ -283,6 +283,28 @@ def test_metrics_cb_alone_prints_the_progress_table(capsys):
     m = MetricsCB(); learn = TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=[m])
     learn.fit(1); learn.fit(1)
     assert [l.split()[0] for l in capsys.readouterr().out.splitlines()] == ['epoch', '1', 'epoch', '1']  # a header per fit
+
+def test_metrics_row_listeners_printer_progress_swap_and_quiet(capsys):
+    """MetricsCB calls each of its `listeners` with every finished row (a row listener of yours sees what `history`
+    keeps); ProgressCB puts its table in the printer's place and leaves the others; quiet starts with no printer, and
+    a ProgressCB still shows the rows (as it did when it overwrote the old private `_log`)."""
+    fit = lambda cbs, n=2: TrainLearner(nn.Linear(3, 1), regression_dls(), F.mse_loss, cbs=cbs).fit(n)
+    rows,m = [],MetricsCB()
+    m.listeners.append(rows.append)
+    fit([m])
+    assert rows == m.history and len(rows) == 2 and len(capsys.readouterr().out.splitlines()) == 3  # printed: header + 2
+    p = ProgressCB(bars=False)
+    fit([m, p])
+    assert m.listeners == [p.show_row, rows.append] and len(rows) == 4 and rows[2:] == m.history
+    assert len(capsys.readouterr().out.splitlines()) == 3  # ProgressCB's table only, not the printer's too
+    fit([m, ProgressCB(bars=False)])  # a new ProgressCB replaces the last one's table
+    assert m.listeners[0] != p.show_row and len(m.listeners) == 2 and len(capsys.readouterr().out.splitlines()) == 3
+    q = MetricsCB(quiet=True)
+    fit([q])
+    assert q.listeners == [] and capsys.readouterr().out == '' and len(q.history) == 2
+    fit([q, ProgressCB(bars=False)])
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    with pytest.raises(ValueError, match="quiet=1: must be True or False"): MetricsCB(quiet=1)
 
 def test_thread_guard_drops_to_one_thread_when_batches_slow_down():
     import time

@@ -1,5 +1,5 @@
 "Issue 22 and issue 19's fastai habits: the library path a newcomer takes, fast by default and loud when misused."
-import subprocess, sys, textwrap, warnings
+import re, subprocess, sys, textwrap, warnings
 from pathlib import Path
 import pytest
 import torch
@@ -322,27 +322,34 @@ def test_fastai_names_miniai_has_not_name_the_miniai_way(name, says):
     assert not hasattr(learn, name)
     with pytest.raises(AttributeError, match=r"^'TrainLearner' object has no attribute 'no_such_name'$"): learn.no_such_name
 
-def test_recorder_named_without_recipes_and_there_with_them():
-    """Without miniai.recipes, learn.recorder and fastai's recipes (fine_tune, fit_one_cycle) say where they come from;
-    with it, the recorder is the learner's RecorderCB and the recipes are methods."""
+def test_recipes_and_recorder_are_the_learners_own_with_only_miniai_learner_imported():
+    """fastai's recipes and `learn.recorder` are bound in the Learner's class body (no import adds them any more): in a
+    fresh process that imports only miniai.learner, learn.fit_one_cycle trains and records through learn.recorder, and
+    fit_flat_cos, fit_sgdr, fine_tune are methods. (Before, they were @patch-ed on by importing miniai.recipes, and
+    learn.recorder / learn.fit_one_cycle without it raised an AttributeError naming that import.)"""
     src = textwrap.dedent('''
-        import torch.nn.functional as F
+        import torch, torch.nn.functional as F
         from torch import nn
-        from miniai.learner import TrainLearner
-        learn = TrainLearner(nn.Linear(4, 2), ([], []), F.cross_entropy)
-        for n in ('recorder', 'fine_tune', 'fit_one_cycle'):
-            try: getattr(learn, n)
-            except AttributeError as e: print(e)
-        import miniai.recipes
-        print(type(learn.recorder).__name__, callable(learn.fine_tune), callable(learn.fit_one_cycle))
+        from miniai.learner import TrainLearner, Learner
+        x = torch.randn(64, 4); y = (x[:, 0] > 0).long()
+        from types import SimpleNamespace
+        dls = SimpleNamespace(train=[(x[i:i+16], y[i:i+16]) for i in range(0, 64, 16)], valid=[(x, y)])
+        learn = TrainLearner(nn.Linear(4, 2), dls, F.cross_entropy, lr=1e-2, thread_guard=False)
+        learn.fit_one_cycle(1)
+        print(type(learn.recorder).__name__, len(learn.recorder.recs['lr']), learn.recorder is learn.recorder)
+        print(all(n in vars(Learner) for n in ('fit_one_cycle', 'fit_flat_cos', 'fit_sgdr', 'fine_tune', 'recorder')),
+              type(vars(Learner)['recorder']).__name__)
     ''')
     r = subprocess.run([sys.executable, '-c', src], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
-    out = r.stdout.splitlines()
-    assert out[0].startswith('learn.recorder: miniai has no learn.recorder of its own: add a RecorderCB')
-    for n,line in zip(('fine_tune', 'fit_one_cycle'), out[1:3]):
-        assert line == f"learn.{n}: learn.{n} is one of fastai's recipes, defined in miniai.recipes: import miniai.recipes (or miniai.all) to add it to Learner"
-    assert out[3] == 'RecorderCB True True'
+    assert r.stdout.splitlines() == ['RecorderCB 4 True', 'True property']
+
+def test_no_module_patches_a_class_of_another():
+    "Every object's surface is where it is defined: no fastcore `@patch` (nor `patch_to`) in the package."
+    found = [p.name for p in (REPO/'miniai').glob('*.py') if re.search(r'^\s*@patch|patch_to\(|from fastcore.basics import patch', p.read_text(), re.M)]
+    assert not found, f"these modules add methods to a class defined elsewhere: {found}"
+    from miniai.schedcb import RecorderCB
+    assert 'plot_sched' in vars(RecorderCB)  # fastai's `recorder.plot_sched()`: RecorderCB's own method
 
 # ------------------------------------------------------------------ 5. resuming a finished fit
 def test_resume_of_a_finished_fit_says_it_is_complete(tmp_path):

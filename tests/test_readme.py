@@ -82,8 +82,7 @@ FASTAI = _table('## Coming from fastai')
 
 @pytest.mark.parametrize('fastai,ours', FASTAI, ids=[r[0][:40] for r in FASTAI])
 def test_fastai_table_is_true(fastai, ours):
-    "Where the table says miniai has fastai's name, a Learner has it (miniai.recipes loaded, as miniai.all does)."
-    import miniai.all  # noqa: F401  (miniai.recipes adds the fit recipes and learn.recorder)
+    "Where the table says miniai has fastai's name, a Learner has it (its class binds the recipes and `recorder`: no import adds them)."
     from miniai.learner import TrainLearner
     if not ours.startswith(('the same', 'refused')): return
     for t in _ticked(fastai):

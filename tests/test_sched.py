@@ -693,7 +693,7 @@ def test_recorder_has_fastais_names():
     b = [(x[i:i+16], y[i:i+16]) for i in range(0, 64, 16)]
     class DLs: train,valid = b,b[:1]
     rec,bare = RecorderCB(lr=rec_lr, loss=rec_loss),RecorderCB(mom=lambda cb: 0.)
-    m = MetricsCB(); m._log = lambda row: None
+    m = MetricsCB(quiet=True)
     learn = TrainLearner(torch.nn.Linear(4, 1), DLs(), lr=0.05, cbs=[m, rec, bare], thread_guard=False)
     learn.fit(2)
     assert rec.lrs == rec.recs['lr'] and len(rec.lrs) == 8

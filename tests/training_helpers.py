@@ -38,7 +38,7 @@ def sgd_mom(params, lr): return optim.SGD(params, lr=lr, momentum=0.9)
 
 def quiet_metrics(*a, **kw):
     m = MetricsCB(*a, **kw)
-    m._log = lambda row: None
+    m.listeners.clear()
     return m
 
 def same(a, b):

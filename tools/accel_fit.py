@@ -83,7 +83,7 @@ def fit(epochs=2, lr=6e-2, bs=256, seed=42, n_train=None, n_valid=None, accum=1,
     metrics,rec,seen,draw = MetricsCB(accuracy=MulticlassAccuracy()),RecorderCB(lr=rec_lr),SeenCB(),DrawCB()
     acb = AccelerateCB(accelerator, mixed_precision=precision)
     cbs = [acb, metrics, rec, seen, draw, BatchSchedCB(partial(OneCycle, pct_start=0.25))]
-    if quiet: metrics._log = lambda row: None
+    if quiet: metrics.listeners.clear()
     else: cbs.append(ProgressCB())
     if accum > 1: cbs.append(GradAccumCB(accum))
     if ckpt is not None:
