@@ -18,7 +18,7 @@ from accelerate.utils import DistributedType, broadcast, gather_object
 from torch.utils.data import DataLoader
 
 from .datasets import DataLoaders, MemoryDL, one_thread
-from .learner import Callback, DeviceCB, MetricsCB, ProgressCB, no_scaler, to_device, rng_state, set_rng_state
+from .learner import Callback, DeviceCB, MetricsCB, ProgressCB, no_scaler, to_device
 
 # %% ../nbs/16_accelerate.ipynb #45983e7f
 class ShardedDL:
@@ -278,7 +278,7 @@ class AccelerateCB(Callback):
         ranks = []
         def save_checkpoint(path):
             "Every process: send this one's generators to all (a collective); the main process writes the checkpoint."
-            ranks[:] = gather_object([dict(now=rng_state(), pass_start=learn._pass_rng)])
+            ranks[:] = gather_object([learn.fit_pos.checkpoint_rng()])
             if self.main: save0(path)
         def fit_state():
             st = state0()
@@ -290,9 +290,7 @@ class AccelerateCB(Callback):
             if mine is None: return  # an older checkpoint: every process continues from the main process's generators
             if len(mine) != self.n:
                 raise ValueError(f"resume: the checkpoint holds the generators of {len(mine)} processes, this fit has {self.n}")
-            mine,(e,ph,_) = mine[self.rank],learn.pos
-            learn._pass_rng = ps = mine['pass_start']
-            set_rng_state(ps[1] if ph == 'valid' and ps is not None and tuple(ps[0]) == (e, 'valid') else mine['now'])
+            learn.fit_pos.restore_rng(mine[self.rank])
         self._set(learn, 'save_checkpoint', save_checkpoint)
         self._set(learn, 'fit_state', fit_state)
         self._set(learn, '_restore_after_setup', restore_after_setup)

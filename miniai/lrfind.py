@@ -158,7 +158,7 @@ def lr_find_cbs(cbs)->list:
     A callback overrides this with a class attribute `during_lr_find` (True/False)."""
     return [cb for cb in cbs if getattr(cb, 'during_lr_find', not callable(getattr(cb, 'state_dict', None)))]
 
-_FIT_ATTRS = ('n_epochs', 'epochs', 'n_updates', 'epoch', 'iter', 'pos', 'do_train', 'do_valid', 'accum', 'scaler', 'training')
+_FIT_ATTRS = ('n_epochs', 'epochs', 'n_updates', 'epoch', 'iter', 'fit_pos', 'do_train', 'do_valid', 'accum', 'scaler', 'training')
 
 def lr_find(learn, gamma:float=1.3, # the lr grows by this factor after each batch
             max_mult:float=3., # stop when the loss exceeds this many times its minimum

@@ -674,3 +674,59 @@ def test_top_k_with_min_delta(tmp_path):
     saved = load_state(tmp_path/'best.pt')[1]['model']
     for k,v in we.w[3].items(): assert torch.equal(saved[k], v), k
     eq_(sorted(f.name for f in tmp_path.iterdir()), ['best-e002-valid_loss=0.95.pt', 'best-e004-valid_loss=0.5.pt', 'best.pt'])
+
+# ------------------------------------------------------------------ the fit's position (FitPosition)
+def torch_dl_learn(*cbs, seed=1):
+    "A learner on torch DataLoaders: the shuffled training loader draws its base seed when its iterator is made."
+    from torch.utils.data import DataLoader, TensorDataset
+    torch.manual_seed(seed)
+    ds = TensorDataset(_X[:256], _Y[:256])
+    dls = DLs(DataLoader(ds, batch_size=32, shuffle=True), DataLoader(TensorDataset(_X[:96], _Y[:96]), batch_size=32))
+    model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 2))
+    return TrainLearner(model, dls, F.cross_entropy, lr=0.05, opt_func=optim.AdamW, cbs=list(cbs), thread_guard=False)
+
+class Seen(Callback):
+    "The batches each pass saw, as (epoch, training, iter, sum of the targets)."
+    order = 1
+    def __init__(self): self.seen = []
+    def before_batch(self, learn): self.seen.append((learn.epoch, learn.training, learn.iter, int(learn.batch[1].sum())))
+
+def test_resume_replays_a_torch_dataloaders_order(tmp_path):
+    """A torch DataLoader draws from torch's generator when its iterator is made (the base seed) and at its first batch
+    (the order): a mid-epoch resume replays both from the pass's start, so it sees the same batches and ends bit for bit
+    as the uninterrupted fit (the generators were replayed after the iterator was made, and the order differed)."""
+    ref_seen,ref = Seen(),torch_dl_learn()
+    torch.manual_seed(5); ref.fit(2, cbs=ref_seen)
+    seen,ck = Seen(),tmp_path/'ck.pt'
+    learn = torch_dl_learn(CheckpointCB(ck, verbose=False))
+    torch.manual_seed(5)
+    with pytest.raises(KeyboardInterrupt): learn.fit(2, cbs=[seen, StopAt('after_batch', (1, True, 2), KeyboardInterrupt)])
+    eq_(load_state(ck)[1]['pos']['batch'], 3)
+    again = torch_dl_learn(CheckpointCB(ck, verbose=False))
+    torch.manual_seed(99); again.fit(2, cbs=seen, resume=ck)
+    eq_(seen.seen, ref_seen.seen)
+    for k,v in ref.model.state_dict().items(): assert torch.equal(again.model.state_dict()[k], v), k
+
+def test_a_resumed_pass_cancelled_at_its_start_skips_no_validation_batch(tmp_path):
+    """The training batches a resume skips belong to the resumed training pass: when its `before_epoch` cancels it,
+    the validation pass after it still runs all its batches (it skipped as many as the training pass had done)."""
+    from miniai.learner import CancelEpochException
+    ck = tmp_path/'ck.pt'
+    learn = torch_dl_learn(CheckpointCB(ck, verbose=False))
+    with pytest.raises(KeyboardInterrupt): learn.fit(2, cbs=StopAt('after_batch', (1, True, 1), KeyboardInterrupt))
+    class SkipTraining(Callback):
+        def before_epoch(self, learn):
+            if learn.training: raise CancelEpochException()
+    seen = Seen()
+    torch_dl_learn(CheckpointCB(ck, verbose=False)).fit(2, cbs=[seen, SkipTraining()], resume=ck)
+    eq_(seen.seen and [(e, i) for e,t,i,_ in seen.seen], [(1, 0), (1, 1), (1, 2)])  # epoch 1's three validation batches
+
+def test_lr_find_and_validate_keep_the_fit_position():
+    "`lr_find` and `validate` run fits of their own: afterwards `fit_pos` (pos, mid_batch, resuming) is the learner's again."
+    learn = torch_dl_learn()
+    learn.fit(1)
+    fp = learn.fit_pos
+    learn.lr_find(max_epochs=1, plot=False)
+    assert learn.fit_pos is fp and (learn.pos, learn.mid_batch, learn.resuming) == ((1, 'train', 0), False, False)
+    learn.validate()
+    assert learn.fit_pos is fp and learn.pos == (1, 'train', 0)
