@@ -8,7 +8,6 @@ __all__ = ['combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sg
 
 # %% ../nbs/14_fit_recipes.ipynb #897ed229
 import math
-from copy import copy
 from functools import partial
 
 from fastcore.basics import patch
@@ -143,20 +142,6 @@ def recorder(self:Learner)->RecorderCB:
         rec = RecorderCB(lr=rec_lr, mom=rec_mom_if_any)
         self.cbs.append(rec)
     return rec
-
-# `plot_sched` is a method of `RecorderCB`, defined here: fastai's name for `plot`.
-@patch
-def plot_sched(self:RecorderCB, keys=None, # the recorded values to plot (a name or a list); default all
-               figsize=None, path=None, log_lr:bool=False # as `RecorderCB.plot`
-              ):
-    "fastai's `Recorder.plot_sched`: `plot()` of the values `keys`. Called after a fit; returns the Figure, changes nothing."
-    if keys is None: return self.plot(path=path, figsize=figsize, log_lr=log_lr)
-    keys = [keys] if isinstance(keys, str) else list(keys)
-    bad = [k for k in keys if k not in self.recs]
-    if bad: raise ValueError(f"keys={keys!r}: not recorded: {bad} (this recorder records {list(self.recs)})")
-    view = copy(self)
-    view.recs = {k:self.recs[k] for k in keys}
-    return view.plot(path=path, figsize=figsize, log_lr=log_lr)
 
 # %% ../nbs/14_fit_recipes.ipynb #8d606f2b
 def _check_start_epoch(start_epoch):

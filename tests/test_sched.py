@@ -895,3 +895,17 @@ def test_onecycle_writes_torchs_param_group_keys(opt_func, kw, moms):
         for k in keys: assert g2[k] == pytest.approx(g1[k], rel=1e-15), k
         if not moms: assert 'max_momentum' not in g2
         assert g2['initial_lr'] == 0.1 and g1['initial_lr'] == pytest.approx(g1['max_lr']/5)
+
+def test_recorder_lives_in_miniai_recorder_with_plot_sched_in_its_class_body():
+    """RecorderCB, the rec_* functions, save_fig and loss_fig are defined in miniai.recorder; miniai.schedcb re-exports
+    them. fastai's plot_sched is in RecorderCB's class body (it was @patch'ed on by miniai.recipes), so it is there
+    without importing miniai.recipes."""
+    import subprocess, sys
+    import miniai.recorder as recorder, miniai.schedcb as schedcb
+    for nm in recorder.__all__ + ['_mark_epochs', '_LABELS']:
+        assert getattr(schedcb, nm) is getattr(recorder, nm) and nm not in schedcb.__all__, nm
+    assert 'plot_sched' in vars(recorder.RecorderCB) and vars(recorder.RecorderCB)['plot_sched'].__module__ == 'miniai.recorder'
+    code = ("import sys, miniai.recorder as r; assert 'plot_sched' in vars(r.RecorderCB); "
+            "assert 'miniai.recipes' not in sys.modules and 'miniai.schedcb' not in sys.modules")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
