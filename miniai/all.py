@@ -5,50 +5,52 @@
 # %% auto #0
 __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool', 'Fig', 'CLASS_NAMES',
            'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD', 'FashionMNISTError', 'read_idx',
-           'cache_dir', 'fashion_mnist_tensors', 'show_image', 'subplots', 'get_grid', 'show_images',
-           'load_fashion_mnist', 'inplace', 'collate_dict', 'DataLoaders', 'one_thread', 'MemoryDL', 'get_dls',
-           'cpu_sample', 'idle_cores', 'auto_threads', 'ThreadGuardCB', 'HOOKS', 'CancelFitException',
-           'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'StatefulCallback', 'GradAccumCB',
-           'Learner', 'TrainCB', 'TrainLearner', 'MomentumLearner', 'rng_state', 'set_rng_state', 'load_checkpoint',
-           'FitPosition', 'fit_spec', 'stateful_cbs', 'fit_state', 'save_checkpoint', 'LRFinderCB', 'smooth',
-           'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'def_device', 'default_device',
-           'to_device', 'to_cpu', 'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB',
-           'no_scaler', 'scaler_step', 'compute_loss', 'set_seed', 'Hook', 'Hooks', 'HooksCallback', 'append_stats',
-           'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model',
-           'conv_net', 'LayerNorm', 'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter',
-           'check_T_max', 'SchedulerBase', 'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape',
-           'rex_shape', 'sqrt_shape', 'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly', 'anneal_exp',
-           'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'WarmupDecaySched', 'LENGTH_PARAMS',
-           'FILL_UNLESS', 'PLACEHOLDERS', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB',
-           'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'loss_fig',
-           'sched_values', 'plot_sched', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched',
-           'CosineRestartsSched', 'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly',
-           'CombinedSched', 'combine_scheds', 'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults',
-           'ChebyshevSched', 'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler',
-           'WSDLrScheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func',
-           'make_parser', 'main', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out',
-           'publish_run', 'PRESETS', 'fit_fashion_mnist', 'MixedPrecisionCB', 'native_bf16', 'auto_precision',
-           'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted', 'CheckpointCB', 'NonFiniteLossError',
-           'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'CheckpointError', 'is_plain',
-           'encode_state', 'decode_state', 'save_state', 'load_state', 'logger', 'GradClipCB', 'rec_grad_norm',
-           'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'combined_cos', 'one_cycle_sched', 'flat_cos_sched',
-           'mom_sched', 'sgdr_sched', 'sgdr_epochs', 'WeightDecayCB', 'rec_mom_if_any', 'recorder', 'fit_one_cycle',
-           'fit_flat_cos', 'fit_sgdr', 'fine_tune', 'ShardedDL', 'AccelerateScaler', 'check_distributed_type',
-           'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet',
-           'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
+           'cache_dir', 'fashion_mnist_tensors', 'load_fashion_mnist', 'get_dls', 'cpu_sample', 'idle_cores',
+           'auto_threads', 'ThreadGuardCB', 'HOOKS', 'CancelFitException', 'CancelEpochException',
+           'CancelBatchException', 'Callback', 'run_cbs', 'StatefulCallback', 'show_image', 'subplots', 'get_grid',
+           'show_images', 'inplace', 'collate_dict', 'DataLoaders', 'one_thread', 'MemoryDL', 'GradAccumCB', 'Learner',
+           'TrainCB', 'TrainLearner', 'MomentumLearner', 'rng_state', 'set_rng_state', 'load_checkpoint', 'FitPosition',
+           'fit_spec', 'stateful_cbs', 'fit_state', 'save_checkpoint', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
+           'plot_lr_find', 'lr_find_cbs', 'lr_find', 'def_device', 'default_device', 'to_device', 'to_cpu', 'DeviceCB',
+           'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB', 'no_scaler', 'scaler_step',
+           'compute_loss', 'set_seed', 'Hook', 'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min',
+           'ActivationStats', 'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'conv_net', 'LayerNorm',
+           'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter', 'check_T_max', 'SchedulerBase',
+           'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape', 'rex_shape', 'sqrt_shape',
+           'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly', 'anneal_exp', 'CosineAnnealing',
+           'one_cycle_ends', 'phase_pct', 'OneCycle', 'WarmupDecaySched', 'LENGTH_PARAMS', 'FILL_UNLESS',
+           'PLACEHOLDERS', 'fill_length', 'is_annealer', 'make_sched', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB',
+           'sched_values', 'plot_sched', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB',
+           'loss_fig', 'LinearSched', 'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched',
+           'Annealer', 'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
+           'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults', 'ChebyshevSched', 'ProportionScheduler',
+           'CosineLrScheduler', 'deberta_v3_large_lr_scheduler', 'NORM_TYPES', 'no_wd_params', 'layer_units',
+           'param_groups', 'group_opt_func', 'WSDLrScheduler', 'make_parser', 'main', 'OutputError', 'OutputWriteError',
+           'run_folders', 'clean_stale', 'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist',
+           'MixedPrecisionCB', 'native_bf16', 'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder',
+           'FitInterrupted', 'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
+           'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state', 'load_state',
+           'logger', 'GradClipCB', 'rec_grad_norm', 'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB',
+           'combined_cos', 'one_cycle_sched', 'flat_cos_sched', 'mom_sched', 'sgdr_sched', 'sgdr_epochs',
+           'WeightDecayCB', 'rec_mom_if_any', 'recorder', 'fit_one_cycle', 'fit_flat_cos', 'fit_sgdr', 'fine_tune',
+           'ShardedDL', 'AccelerateScaler', 'check_distributed_type', 'check_accumulation', 'check_accel_opt',
+           'rank_seed', 'seed_rank', 'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase',
+           'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net']
 
 # %% ../nbs/10_all.ipynb #688ca24b
 from .core import (
     clean_stale_tmp, atomic_write, short_repr, real_number, check_num, check_bool, Fig)
 from .datasets import (
     CLASS_NAMES, FILES, DEBIAN_DIR, HUB_NAME, FASHION_MEAN, FASHION_STD, FashionMNISTError,
-    read_idx, cache_dir, fashion_mnist_tensors, show_image, subplots, get_grid, show_images,
-    load_fashion_mnist, inplace, collate_dict, DataLoaders, one_thread, MemoryDL, get_dls)
+    read_idx, cache_dir, fashion_mnist_tensors, load_fashion_mnist, get_dls)
 from .threads import (
     cpu_sample, idle_cores, auto_threads, ThreadGuardCB)
 from .callback import (
     HOOKS, CancelFitException, CancelEpochException, CancelBatchException, Callback, run_cbs,
     StatefulCallback)
+from miniai.batches import (
+    show_image, subplots, get_grid, show_images, inplace, collate_dict, DataLoaders, one_thread,
+    MemoryDL)
 from .learner import (
     GradAccumCB, Learner, TrainCB, TrainLearner, MomentumLearner)
 from .fitstate import (
@@ -77,16 +79,19 @@ from miniai.warmupdecay import (
     WarmupDecaySched)
 from .schedcb import (
     LENGTH_PARAMS, FILL_UNLESS, PLACEHOLDERS, fill_length, is_annealer, make_sched, BaseSchedCB,
-    BatchSchedCB, EpochSchedCB, rec_lr, rec_mom, rec_wd, rec_loss, save_fig, RecorderCB, loss_fig,
-    sched_values, plot_sched)
+    BatchSchedCB, EpochSchedCB, sched_values, plot_sched)
+from .recorder import (
+    rec_lr, rec_mom, rec_wd, rec_loss, save_fig, RecorderCB, loss_fig)
 from .schedfamily import (
     LinearSched, CosineSched, PolySched, RexSched, WSDSched, CosineRestartsSched, Annealer,
     SchedLin, SchedCos, SchedNo, SchedExp, SchedPoly, CombinedSched, combine_scheds, ParamSched)
 from .compat import (
     chebyshev_steps, fractal_perm, chebyshev_mults, ChebyshevSched, ProportionScheduler,
-    CosineLrScheduler, deberta_v3_large_lr_scheduler, WSDLrScheduler)
+    CosineLrScheduler, deberta_v3_large_lr_scheduler)
 from .groups import (
     NORM_TYPES, no_wd_params, layer_units, param_groups, group_opt_func)
+from .wsdlr import (
+    WSDLrScheduler)
 from .cli import (
     make_parser, main)
 from .runfolder import (
@@ -119,32 +124,32 @@ from .fastnet import (
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool',
     'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD',
-    'FashionMNISTError', 'read_idx', 'cache_dir', 'fashion_mnist_tensors', 'show_image', 'subplots',
-    'get_grid', 'show_images', 'load_fashion_mnist', 'inplace', 'collate_dict', 'DataLoaders',
-    'one_thread', 'MemoryDL', 'get_dls', 'cpu_sample', 'idle_cores', 'auto_threads',
-    'ThreadGuardCB', 'HOOKS', 'CancelFitException', 'CancelEpochException', 'CancelBatchException',
-    'Callback', 'run_cbs', 'StatefulCallback', 'GradAccumCB', 'Learner', 'TrainCB', 'TrainLearner',
-    'MomentumLearner', 'rng_state', 'set_rng_state', 'load_checkpoint', 'FitPosition', 'fit_spec',
-    'stateful_cbs', 'fit_state', 'save_checkpoint', 'LRFinderCB', 'smooth', 'suggest_lr', 'LRFind',
-    'plot_lr_find', 'lr_find_cbs', 'lr_find', 'def_device', 'default_device', 'to_device', 'to_cpu',
-    'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row', 'ProgressCB', 'SingleBatchCB',
-    'no_scaler', 'scaler_step', 'compute_loss', 'set_seed', 'Hook', 'Hooks', 'HooksCallback',
-    'append_stats', 'get_hist', 'get_min', 'ActivationStats', 'GeneralRelu', 'plot_func',
-    'init_weights', 'conv', 'get_model', 'conv_net', 'LayerNorm', 'lsuv_init', 'resolve_field',
-    'get_field', 'set_field', 'field_setter', 'check_T_max', 'SchedulerBase',
-    'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape', 'rex_shape',
-    'sqrt_shape', 'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly', 'anneal_exp',
-    'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'WarmupDecaySched',
+    'FashionMNISTError', 'read_idx', 'cache_dir', 'fashion_mnist_tensors', 'load_fashion_mnist',
+    'get_dls', 'cpu_sample', 'idle_cores', 'auto_threads', 'ThreadGuardCB', 'HOOKS',
+    'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs',
+    'StatefulCallback', 'show_image', 'subplots', 'get_grid', 'show_images', 'inplace',
+    'collate_dict', 'DataLoaders', 'one_thread', 'MemoryDL', 'GradAccumCB', 'Learner', 'TrainCB',
+    'TrainLearner', 'MomentumLearner', 'rng_state', 'set_rng_state', 'load_checkpoint',
+    'FitPosition', 'fit_spec', 'stateful_cbs', 'fit_state', 'save_checkpoint', 'LRFinderCB',
+    'smooth', 'suggest_lr', 'LRFind', 'plot_lr_find', 'lr_find_cbs', 'lr_find', 'def_device',
+    'default_device', 'to_device', 'to_cpu', 'DeviceCB', 'MetricsCB', 'in_notebook', 'format_row',
+    'ProgressCB', 'SingleBatchCB', 'no_scaler', 'scaler_step', 'compute_loss', 'set_seed', 'Hook',
+    'Hooks', 'HooksCallback', 'append_stats', 'get_hist', 'get_min', 'ActivationStats',
+    'GeneralRelu', 'plot_func', 'init_weights', 'conv', 'get_model', 'conv_net', 'LayerNorm',
+    'lsuv_init', 'resolve_field', 'get_field', 'set_field', 'field_setter', 'check_T_max',
+    'SchedulerBase', 'StatefulSchedulerBase', 'SHAPES', 'cos_shape', 'linear_shape', 'poly_shape',
+    'rex_shape', 'sqrt_shape', 'square_shape', 'mix', 'anneal_cos', 'anneal_linear', 'anneal_poly',
+    'anneal_exp', 'CosineAnnealing', 'one_cycle_ends', 'phase_pct', 'OneCycle', 'WarmupDecaySched',
     'LENGTH_PARAMS', 'FILL_UNLESS', 'PLACEHOLDERS', 'fill_length', 'is_annealer', 'make_sched',
-    'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'rec_lr', 'rec_mom', 'rec_wd', 'rec_loss',
-    'save_fig', 'RecorderCB', 'loss_fig', 'sched_values', 'plot_sched', 'LinearSched',
+    'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'sched_values', 'plot_sched', 'rec_lr',
+    'rec_mom', 'rec_wd', 'rec_loss', 'save_fig', 'RecorderCB', 'loss_fig', 'LinearSched',
     'CosineSched', 'PolySched', 'RexSched', 'WSDSched', 'CosineRestartsSched', 'Annealer',
     'SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'CombinedSched', 'combine_scheds',
     'ParamSched', 'chebyshev_steps', 'fractal_perm', 'chebyshev_mults', 'ChebyshevSched',
-    'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler', 'WSDLrScheduler',
-    'NORM_TYPES', 'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'make_parser',
-    'main', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out',
-    'publish_run', 'PRESETS', 'fit_fashion_mnist', 'MixedPrecisionCB', 'native_bf16',
+    'ProportionScheduler', 'CosineLrScheduler', 'deberta_v3_large_lr_scheduler', 'NORM_TYPES',
+    'no_wd_params', 'layer_units', 'param_groups', 'group_opt_func', 'WSDLrScheduler',
+    'make_parser', 'main', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale',
+    'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist', 'MixedPrecisionCB', 'native_bf16',
     'auto_precision', 'ChannelsLastCB', 'check_path', 'check_folder', 'FitInterrupted',
     'CheckpointCB', 'NonFiniteLossError', 'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB',
     'SaveBestCB', 'CheckpointError', 'is_plain', 'encode_state', 'decode_state', 'save_state',

@@ -22,6 +22,12 @@ def _T_max(T_max, owner:str)->int:
     if T > _MAX_LEN: _fail('T_max', T_max, f"must be <= 2**53 = {_MAX_LEN} (update counts beyond are not exact in float64)")
     return T
 
+def _unfilled(v)->bool:
+    """A length nobody gave: None, or one of pytorch-accelerated's `TrainerPlaceholderValues` (recognised by name:
+    that library is not imported). Called by the borrowed schedulers of `miniai.compat` and `miniai.wsdlr`,
+    which refuse it by the argument's name: a fit fills those lengths in, a bare call must give them."""
+    return v is None or type(v).__name__ == 'TrainerPlaceholderValues'
+
 def _n_steps(T, steps, pct, nm):
     "A phase length in updates, from `<nm>_steps` (an int) or from `<nm>_pct` of `T` (not both)."
     steps = 0 if steps is None else check_num(f'{nm}_steps', steps, lo=0, integer=True)

@@ -426,3 +426,18 @@ def test_real_cache_checksum_is_cheap(real_env):
     assert dt < 0.5, dt
     assert mds._source_counts(REAL) == {'train': 60000, 'test': 10000}
     assert same(fashion_mnist_tensors(), d) and len(dig) == 64
+
+
+# ---------------------------------------------------------------- the split of issue 18: miniai.batches
+def test_batch_names_live_in_batches_and_keep_their_old_import_path(fake_env):
+    """Batches (the with_transform path, MemoryDL, one_thread) and the image helpers are defined in miniai.batches,
+    which imports no other miniai module; miniai.datasets re-exports them (the same objects) without exporting them."""
+    import miniai.batches as mb
+    assert set(mb.__all__) == {'show_image', 'subplots', 'get_grid', 'show_images', 'inplace', 'collate_dict',
+                               'DataLoaders', 'one_thread', 'MemoryDL'}
+    for nm in mb.__all__:
+        assert getattr(mds, nm) is getattr(mb, nm) and nm not in mds.__all__, nm
+        assert getattr(mb, nm).__module__ == 'miniai.batches', nm
+    assert 'from .' not in Path(mb.__file__).read_text()
+    dls = mds.get_dls(bs=4, n_train=8)
+    assert type(dls) is mb.DataLoaders and type(dls.train) is mb.MemoryDL and len(dls.train) == 2

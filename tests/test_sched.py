@@ -912,3 +912,17 @@ def test_schedulers_after_a_onecycle_start_where_torchs_do(first):
         t.step(); m.step()
         assert [g['lr'] for g in o2.param_groups] == pytest.approx([g['lr'] for g in o1.param_groups], rel=1e-12, abs=1e-15)
     assert OneCycle(o3, 10, max_lr=None).max_lrs == pytest.approx([4e-2, 1e-2], rel=1e-15)
+
+def test_recorder_lives_in_miniai_recorder_with_plot_sched_in_its_class_body():
+    """RecorderCB, the rec_* functions, save_fig and loss_fig are defined in miniai.recorder; miniai.schedcb re-exports
+    them. fastai's plot_sched is in RecorderCB's class body (it was @patch'ed on by miniai.recipes), so it is there
+    without importing miniai.recipes."""
+    import subprocess, sys
+    import miniai.recorder as recorder, miniai.schedcb as schedcb
+    for nm in recorder.__all__ + ['_mark_epochs', '_LABELS']:
+        assert getattr(schedcb, nm) is getattr(recorder, nm) and nm not in schedcb.__all__, nm
+    assert 'plot_sched' in vars(recorder.RecorderCB) and vars(recorder.RecorderCB)['plot_sched'].__module__ == 'miniai.recorder'
+    code = ("import sys, miniai.recorder as r; assert 'plot_sched' in vars(r.RecorderCB); "
+            "assert 'miniai.recipes' not in sys.modules and 'miniai.schedcb' not in sys.modules")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]

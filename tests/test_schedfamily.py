@@ -1167,3 +1167,12 @@ def test_array_valued_annealer_given_to_batchschedcb_sets_each_groups_lr():
     assert lrs == [pytest.approx(w, rel=1e-12) for w in want]
     learn = TrainLearner(m, dls, F.mse_loss, opt_func=two, cbs=[BatchSchedCB(SchedCos([0.1, 0.01, 0.001], 0.))], thread_guard=False)
     with pytest.raises(ValueError, match=r"made for 3 param groups, the optimizer has 2"): learn.fit(1)
+
+def test_wsdlr_lives_in_its_module_and_keeps_its_old_import_path():
+    """WSDLrScheduler is defined in miniai.wsdlr (07d_wsdlr); miniai.compat re-exports it without exporting it, and
+    both borrowed modules share warmupdecay's `_unfilled` (one definition)."""
+    import miniai.compat as compat, miniai.wsdlr as wsdlr, miniai.warmupdecay as wd
+    assert wsdlr.__all__ == ['WSDLrScheduler'] and 'WSDLrScheduler' not in compat.__all__
+    assert compat.WSDLrScheduler is wsdlr.WSDLrScheduler and wsdlr.WSDLrScheduler.__module__ == 'miniai.wsdlr'
+    assert compat._unfilled is wsdlr._unfilled is wd._unfilled
+    assert wd._unfilled(None) and not wd._unfilled(0) and not wd._unfilled(5)
