@@ -132,7 +132,7 @@ def test_get_set_field_helpers():
 import inspect, math, re, warnings
 import numpy as np
 from hypothesis import given, settings, assume, strategies as st
-import miniai.schedbase, miniai.sched, miniai.warmupdecay, miniai.schedfamily, miniai.compat
+import miniai.schedbase, miniai.sched, miniai.warmupdecay, miniai.schedfamily, miniai.compat, miniai.wsdlr
 from miniai.schedbase import check_num, check_bool, check_opt
 from miniai.sched import CosineAnnealing, OneCycle
 from miniai.schedfamily import (WarmupDecaySched, LinearSched, CosineSched, PolySched, RexSched, WSDSched, CosineRestartsSched,
@@ -188,7 +188,7 @@ BOOLS = {'OneCycle': ('three_phase',), 'CosineRestartsSched': ('warmup_each_cycl
 def test_every_scheduler_is_covered():
     "A new scheduler or annealer in the public API cannot escape the tests below."
     abstract = {miniai.schedbase.SchedulerBase, miniai.schedbase.StatefulSchedulerBase, WarmupDecaySched, Annealer}
-    public = [getattr(m, n) for m in (miniai.schedbase, miniai.sched, miniai.warmupdecay, miniai.schedfamily, miniai.compat)
+    public = [getattr(m, n) for m in (miniai.schedbase, miniai.sched, miniai.warmupdecay, miniai.schedfamily, miniai.compat, miniai.wsdlr)
               for n in m.__all__]
     classes = {c for c in public if inspect.isclass(c) and issubclass(c, (miniai.schedbase.SchedulerBase, Annealer, CombinedSched))}
     built = ''.join(inspect.getsource(b) for b,_,_ in SPECS.values() if not inspect.isclass(b))  # the lambdas' source
