@@ -266,8 +266,7 @@ class AccelerateCB(Callback):
         if not self.main:
             for cb in learn.cbs:
                 if isinstance(cb, MetricsCB): self._set(cb, 'listeners', [])  # no row listener: the main process shows the rows
-                if isinstance(cb, ProgressCB): self._set(cb, 'show_row', _quiet)
-                if isinstance(cb, ProgressCB): self._set(cb, 'bars', False)
+                if isinstance(cb, ProgressCB): self._set(cb, 'show_row', _quiet); self._set(cb, 'bars', False)
             self._set(learn, 'save', _quiet)
         if self.n > 1: self._per_rank_rng(learn)
 
