@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .core import atomic_write
-# defined in miniai.batches (01c_batches) since miniai 0.2; re-exported so their old import path keeps working
+# defined in miniai.batches (02_batches) since miniai 0.2; re-exported so their old import path keeps working
 from .batches import inplace, collate_dict, DataLoaders, one_thread, MemoryDL
 from .batches import show_image, subplots, get_grid, show_images
 

@@ -365,7 +365,7 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
 
 @real_data
 def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
-    """The default preset's model.pt holds fast_net's weights (21_fastnet), --preset conv's the course's conv net's;
+    """The default preset's model.pt holds fast_net's weights (33_fastnet), --preset conv's the course's conv net's;
     a checkpoint of one is refused when resumed as the other, before anything is loaded (the preset is recorded in it)."""
     import torch
     from miniai.fastnet import fast_net

@@ -1,10 +1,10 @@
-"""Rewrite the export cell of nbs/10_all.ipynb from the modules' `__all__` (run after adding a public name, then
+"""Rewrite the export cell of nbs/42_all.ipynb from the modules' `__all__` (run after adding a public name, then
 `nbdev-export`). miniai.all imports every name explicitly, so a reader sees where each comes from."""
 import importlib, json, re, sys, textwrap
 from pathlib import Path
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
-# Not re-exported: the course-compatibility modules (15_course_*: the course's names for miniai's objects), the
+# Not re-exported: the course-compatibility modules (35_course_conv, 36_course_sgd, 37_course_xtras: the course's names for miniai's objects), the
 # entry point, miniai.all itself, and miniai.using, whose functions are the Learner's methods (`learn.save`,
 # `learn.load`, `learn.validate`, ...): bare `save`/`load`/`summary` would shadow too much in `from miniai.all import *`.
 SKIP = {'all', '__main__', 'conv', 'sgd', 'xtras', 'using'}
@@ -18,7 +18,7 @@ def modules()->list:
     return found
 
 MODULES = modules()
-NB = Path(__file__).resolve().parent.parent/'nbs'/'10_all.ipynb'
+NB = Path(__file__).resolve().parent.parent/'nbs'/'42_all.ipynb'
 
 def export_cell()->str:
     lines,names = ['#| export'],[]
