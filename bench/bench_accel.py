@@ -4,7 +4,7 @@
 
 The same global batch (`--bs`) for both: 2 processes use `bs/2` each. Reports the fit's wall time, the training images
 per second (validation included in the time) and the final validation accuracy. On a machine whose cores are shared
-(with other jobs, or with the second process), expect no speed-up: see the notebook 29_accelerate for a reading.
+(with other jobs, or with the second process), expect no speed-up: see the notebook 30_accelerate for a reading.
 """
 import argparse, os, re, subprocess, sys, time
 from pathlib import Path

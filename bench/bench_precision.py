@@ -3,7 +3,7 @@
 with `--precision bf16` against fp32 on the same seeds.
 
 The time ratio (bf16 seconds per epoch / fp32 seconds per epoch) is the figure that counts; absolute times on
-a shared machine vary by ±30%. The CLI's default precision follows from these two figures (see 40_cli)."""
+a shared machine vary by ±30%. The CLI's default precision follows from these two figures (see 41_cli)."""
 import csv, statistics, subprocess, sys, tempfile, time
 from copy import deepcopy
 from functools import partial

@@ -365,7 +365,7 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
 
 @real_data
 def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
-    """The default preset's model.pt holds fast_net's weights (33_fastnet), --preset conv's the course's conv net's;
+    """The default preset's model.pt holds fast_net's weights (34_fastnet), --preset conv's the course's conv net's;
     a checkpoint of one is refused when resumed as the other, before anything is loaded (the preset is recorded in it)."""
     import torch
     from miniai.fastnet import fast_net
@@ -393,6 +393,14 @@ def test_fit_imports_no_compiler_nor_hub_libraries(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout
     assert (tmp_path/'o'/'metrics.csv').exists()
+
+@pytest.mark.parametrize('argv', [['fit', '--epochs', '-1'], ['fit', '--help'], ['fit', '--pct-start', '0.3', '--sched', 'none']])
+def test_arguments_are_answered_before_torch_or_matplotlib_loads(argv):
+    "A bad argument or --help costs a tenth of a second: miniai.cli reaches them importing neither torch nor matplotlib."
+    prog = (f"import sys; from miniai.cli import main\ntry: main({argv!r})\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules))")
+    r = run('-c', prog, exe=(sys.executable,))
+    assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout + r.stderr
 
 # ------------------------------------------------------------------------------------------------ values (issue 17 §5)
 @real_data

@@ -5,7 +5,7 @@ import pytest
 import matplotlib
 from matplotlib.figure import Figure
 
-from miniai.core import Fig
+from miniai.fig import Fig
 
 # The cells of a small notebook: one per figure-making function of miniai, each figure the cell's value.
 SETUP = textwrap.dedent('''

@@ -44,14 +44,14 @@ def _next_link(path:Path):
     return m and m.group(2)
 
 def test_the_next_links_walk_every_notebook_once():
-    """From 00_core, following each notebook's closing `Next:` link reaches every notebook once, ending at 42_all, in
+    """From 00_core, following each notebook's closing `Next:` link reaches every notebook once, ending at 43_all, in
     the order of their numbers: the numbers are the reading order."""
     names,seen,nb = {p.stem for p in NBS},[],'00_core'
     while nb is not None:
         assert nb in names, f"{seen[-1]} links to {nb}.ipynb, which does not exist"
         assert nb not in seen, f"the Next: links loop: {' -> '.join(seen + [nb])}"
         seen.append(nb); nb = _next_link(Path(NBS[0].parent)/f'{nb}.ipynb')
-    assert seen[-1] == '42_all', f"the chain ends at {seen[-1]}, not at 42_all"
+    assert seen[-1] == '43_all', f"the chain ends at {seen[-1]}, not at 43_all"
     missing = sorted(names - set(seen))
     assert not missing, f"no Next: link leads to {missing}"
     assert seen == [p.stem for p in NBS], f"the reading order {seen} is not the order of the numbers"

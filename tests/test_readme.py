@@ -134,6 +134,9 @@ def test_layout_map_names_every_module_and_the_notebook_that_teaches_it():
 def _imports(mod:str)->set:
     "The miniai modules `mod`'s source imports, at its top or inside a function (`from .x import`, `from miniai.x import`, `import miniai.x`)."
     src = (ROOT/'miniai'/f'{mod}.py').read_text()
+    # a module-level `__getattr__` gives a moved name at its old path (`miniai.core.Fig`), importing the new module only
+    # when the old name is asked for: not a dependency of the module
+    src = re.sub(r'^def __getattr__\(.*?(?=^\S|\Z)', '', src, flags=re.M | re.S)
     found = re.findall(r'^\s*from (?:\.|miniai\.)(\w+) import', src, re.M) + re.findall(r'^\s*import miniai\.(\w+)', src, re.M)
     return set(found) - {mod}
 

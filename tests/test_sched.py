@@ -509,7 +509,7 @@ def test_zero_step_fit_with_a_schedule_is_clear():
 
 # Issue 9, item 4: figures readable at a glance.
 def test_plots_have_readable_titles_and_numbered_epochs():
-    from miniai.core import Fig
+    from miniai.fig import Fig
     rec = RecorderCB(); rec.recs = {'lr': [i/100 for i in range(30)], 'mom': [0.9]*30}; rec.epochs = [i//10 for i in range(30)]
     fig = rec.plot()
     assert isinstance(fig, Fig) and [ax.get_title() for ax in fig.axes] == ['learning rate', 'momentum / beta1']
@@ -687,7 +687,7 @@ def test_recorder_has_fastais_names():
     "fastai's recorder.plot_loss(), .lrs and .values on RecorderCB, and clear errors when what they need is not recorded."
     from miniai.learner import TrainLearner, MetricsCB
     from miniai.schedcb import RecorderCB, rec_lr, rec_loss
-    from miniai.core import Fig
+    from miniai.fig import Fig
     torch.manual_seed(0)
     x = torch.randn(64, 4); y = x.sum(1, keepdim=True)
     b = [(x[i:i+16], y[i:i+16]) for i in range(0, 64, 16)]

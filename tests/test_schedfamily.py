@@ -1169,7 +1169,7 @@ def test_array_valued_annealer_given_to_batchschedcb_sets_each_groups_lr():
     with pytest.raises(ValueError, match=r"made for 3 param groups, the optimizer has 2"): learn.fit(1)
 
 def test_wsdlr_lives_in_its_module_and_keeps_its_old_import_path():
-    """WSDLrScheduler is defined in miniai.wsdlr (22_wsdlr); miniai.compat re-exports it without exporting it, and
+    """WSDLrScheduler is defined in miniai.wsdlr (23_wsdlr); miniai.compat re-exports it without exporting it, and
     both borrowed modules share warmupdecay's `_unfilled` (one definition)."""
     import miniai.compat as compat, miniai.wsdlr as wsdlr, miniai.warmupdecay as wd
     assert wsdlr.__all__ == ['WSDLrScheduler'] and 'WSDLrScheduler' not in compat.__all__

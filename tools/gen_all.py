@@ -1,10 +1,10 @@
-"""Rewrite the export cell of nbs/42_all.ipynb from the modules' `__all__` (run after adding a public name, then
+"""Rewrite the export cell of nbs/43_all.ipynb from the modules' `__all__` (run after adding a public name, then
 `nbdev-export`). miniai.all imports every name explicitly, so a reader sees where each comes from."""
 import importlib, json, re, sys, textwrap
 from pathlib import Path
 
 NBS = Path(__file__).resolve().parent.parent/'nbs'
-# Not re-exported: the course-compatibility modules (35_course_conv, 36_course_sgd, 37_course_xtras: the course's names for miniai's objects), the
+# Not re-exported: the course-compatibility modules (36_course_conv, 37_course_sgd, 38_course_xtras: the course's names for miniai's objects), the
 # entry point, miniai.all itself, and miniai.using, whose functions are the Learner's methods (`learn.save`,
 # `learn.load`, `learn.validate`, ...): bare `save`/`load`/`summary` would shadow too much in `from miniai.all import *`.
 SKIP = {'all', '__main__', 'conv', 'sgd', 'xtras', 'using'}
@@ -18,15 +18,17 @@ def modules()->list:
     return found
 
 MODULES = modules()
-NB = Path(__file__).resolve().parent.parent/'nbs'/'42_all.ipynb'
+NB = Path(__file__).resolve().parent.parent/'nbs'/'43_all.ipynb'
 
 def export_cell()->str:
     lines,names = ['#| export'],[]
     for m in MODULES:
         ns = list(importlib.import_module(f'miniai.{m}').__all__)
         names += ns
-        body = textwrap.fill(', '.join(ns), 100, initial_indent='    ', subsequent_indent='    ')
-        lines += [f'from miniai.{m} import (', body + ')']
+        # one-line imports of up to 100 characters, as many as needed: nbdev's rewrite to relative imports misses a
+        # wrapped `from miniai.m import (...)` whose last line is shorter than its first words
+        head = f'from miniai.{m} import '
+        lines += [head + l.rstrip(',') for l in textwrap.wrap(', '.join(ns), 100 - len(head), break_on_hyphens=False)]
     lines.append("# nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.")
     lines.append(textwrap.fill(', '.join(repr(n) for n in names), 100, initial_indent='_all_ = [',
                                subsequent_indent='    ') + ']')
