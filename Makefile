@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/latest
 
-.PHONY: setup train test sync nbtest nbslow pytest bench clean
+.PHONY: setup train test slowtest sync nbtest nbslow pytest bench clean
 
 setup:
 	@bash tools/setup.sh
@@ -13,11 +13,17 @@ setup:
 train: setup
 	$(BIN)/miniai fit --out $(OUT)
 
-## Everything CI checks: notebooks and package in sync, then pytest, whose tests/test_notebooks.py runs every notebook
-## (slow cells aside, as nbdev-test does) in a real Jupyter kernel and also fails a figure shown as text. `nbtest`
-## (nbdev-test) checks the same cells; it is not run twice here.
+## The everyday check, under 6 minutes on 2 cores: notebooks and package in sync, then pytest on every core
+## (pytest-xdist), whose tests/test_notebooks.py runs every notebook (slow cells aside, as nbdev-test does) in a real
+## Jupyter kernel and also fails a figure shown as text. Tests marked `slow` (end-to-end runs of ~10 s or more:
+## kill -9, signals, torchrun, whole presets) are left to `make slowtest`; CI runs both. `nbtest` (nbdev-test) checks
+## the same notebook cells; it is not run twice here.
 test: setup
 	@$(MAKE) --no-print-directory sync pytest
+
+## The tests marked slow, one at a time (they time signals and kill -9, and one keeps every core busy on purpose).
+slowtest: setup
+	$(BIN)/python -m pytest -q -m slow tests
 
 ## Fails when nbdev-clean or nbdev-export would change a file (notebooks and package out of sync).
 sync:
@@ -35,8 +41,9 @@ nbtest: setup
 nbslow: setup
 	$(BIN)/nbdev-test --n-workers 1 --timing --flags slow
 
+## One torch thread per test process: xdist already runs a process per core, and two threads each would oversubscribe.
 pytest:
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow" tests
 
 ## Speed benchmarks, each as a ratio against a reference run side by side (never timed tests).
 bench: setup

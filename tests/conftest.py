@@ -12,3 +12,11 @@ def have_real_data()->bool:
     return (d/'train-images-idx3-ubyte.gz').exists() or (d/'train-images-idx3-ubyte').exists()
 
 real_data = pytest.mark.skipif(not have_real_data(), reason='Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)')
+
+# `make test` (the everyday loop, under 6 minutes on 2 cores) leaves out the tests marked slow: end-to-end runs of the
+# real command or of several processes, each of about 10 s or more (kill -9, signals through a launcher, torchrun,
+# whole presets). `make slowtest` runs them; CI (`.ci/run`) runs both.
+slow = pytest.mark.slow
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: an end-to-end run of ~10 s or more; run by `make slowtest` and CI, not `make test`')

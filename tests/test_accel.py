@@ -13,7 +13,7 @@ from miniai.accel import AccelerateCB, AccelerateScaler, ShardedDL
 from miniai.datasets import DataLoaders, MemoryDL
 from miniai.learner import TrainLearner, MetricsCB, GradAccumCB, scaler_step, no_scaler, load_checkpoint
 from miniai.sched import BatchSchedCB, OneCycle, RecorderCB, rec_lr
-from conftest import real_data
+from conftest import real_data, slow
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))  # for tools.accel_fit
@@ -139,6 +139,7 @@ def two_procs(tmp_path_factory):
     assert res.returncode == 0, res.stdout[-3000:]
     return d, res.stdout, [json.loads((d/f'rank{r}.json').read_text()) for r in (0, 1)]
 
+@slow
 @real_data
 def test_two_processes_each_see_half(two_procs):
     d,out,(r0,r1) = two_procs
@@ -149,6 +150,7 @@ def test_two_processes_each_see_half(two_procs):
         assert not a & b and a | b == set(range(N_TRAIN))
     assert r0['seen'][0] != r0['seen'][1]  # shuffled anew each epoch
 
+@slow
 @real_data
 def test_two_processes_schedule_counts_global_updates(two_procs):
     "The lrs on rank 0 are those of one process with the global batch (2 x bs), GradAccumCB(2) included."
@@ -163,6 +165,7 @@ def test_two_processes_schedule_counts_global_updates(two_procs):
     for k in w0:  # gradients synced on the update batches: the same parameters on both (BN buffers are each rank's)
         if 'running' not in k and 'num_batches' not in k: assert torch.equal(w0[k], w1[k]), k
 
+@slow
 @real_data
 def test_two_processes_metrics_are_whole_valid_set(two_procs):
     "The printed validation metrics are one process's evaluation of rank 0's final weights on the whole validation set."
@@ -184,6 +187,7 @@ def test_two_processes_metrics_are_whole_valid_set(two_procs):
     assert float(rows[-1][2]) == pytest.approx(want['valid_loss'], abs=6e-5)
     assert float(rows[-1][3]) == pytest.approx(want['accuracy'], abs=6e-5)
 
+@slow
 @real_data
 def test_two_processes_stop_and_resume_exactly(two_procs, tmp_path):
     "A 2-process fit stopped mid-epoch and resumed (2 processes) ends with the uninterrupted run's lrs and weights."
@@ -322,6 +326,7 @@ def test_rank_seeds_differ_and_repeat():
     a,b,c = draw(0),draw(1),draw(0)
     assert a == c and all(x != y for x,y in zip(a, b))
 
+@slow
 @real_data
 def test_gpu_check_cpu_mode():
     "tools/gpu_check.sh --cpu: the GPU script's checks (mixed precision + accumulation resume, the CLI, accelerate on 1 and 2 processes: stop + resume exact, ranks' draws differ) on CPU."

@@ -4,6 +4,7 @@ and TensorBoardCB across an interrupted and resumed fit (event files read back w
 import csv, json, logging, math, os, subprocess, sys
 from pathlib import Path
 import pytest
+from conftest import slow
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
@@ -362,6 +363,7 @@ learn.fit(1)
 (d/f'r{rank}.json').write_text(json.dumps(dict(norms=clip.norms, ema=[v.sum().item() for v in ema.ema.values()])))
 '''
 
+@slow
 def test_two_processes_only_main_writes(tmp_path):
     pytest.importorskip('accelerate'); pytest.importorskip('tensorboard')
     (tmp_path/'job.py').write_text(_JOB)

@@ -5,6 +5,7 @@ from copy import deepcopy
 from functools import partial
 from pathlib import Path
 import pytest
+from conftest import slow
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
@@ -270,6 +271,7 @@ def test_resume_refused_not_a_checkpoint(tmp_path):
     _refused(learn, 2, saved, 'a file of weights written by Learner.save, not a fit checkpoint')
     _refused(learn, 2, tmp_path/'nope.pt', 'no such checkpoint', str(tmp_path/'nope.pt'), exc=FileNotFoundError)
 
+@slow
 @pytest.mark.skipif(os.name != 'posix', reason='SIGKILL is POSIX')
 def test_kill9_during_checkpoint_write(tmp_path):
     ck,rnd = tmp_path/'ck.pt',random.Random(0)

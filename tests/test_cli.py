@@ -2,7 +2,7 @@
 import csv, errno, os, random, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import real_data
+from conftest import real_data, slow
 from miniai.learner import load_checkpoint
 from miniai.safefile import load_state
 
@@ -213,6 +213,7 @@ def test_sched_none_and_cosine(tmp_path):
         assert r.returncode == 0, r.stderr
         assert (tmp_path/s/'metrics.csv').exists()
 
+@slow
 @real_data
 @pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
 @pytest.mark.parametrize('preset', ['default', 'best'])
@@ -239,6 +240,7 @@ def test_ctrl_c_resume_line_names_a_real_checkpoint(tmp_path, preset):
     assert r.returncode == 0, r.stderr
     assert whole_run(out) == 3 and out.resolve() != ck.parent.resolve()  # the resumed run is a run of its own
 
+@slow
 @real_data
 @pytest.mark.skipif(os.name != 'posix', reason='SIGKILL and symlinks')
 def test_kill_9_around_the_final_writes_latest_stays_whole(tmp_path):
@@ -310,6 +312,7 @@ def test_threads_fixed_and_auto(tmp_path):
         assert 1 <= r['threads'] <= (os.cpu_count() or 1)
     finally: torch.set_num_threads(old)
 
+@slow
 @real_data
 def test_procs_2_trains_on_two_processes(tmp_path):
     "miniai fit --procs 2: two workers (torch.distributed.run, gloo), one table, one run folder, a 2-process checkpoint."
@@ -326,6 +329,7 @@ def test_procs_2_trains_on_two_processes(tmp_path):
     r = run('fit', '--procs', '3', '--bs', '256', '--out', str(tmp_path/'x'))
     assert r.returncode == 2 and '--bs=256 with --procs=3' in r.stderr
 
+@slow
 @real_data
 def test_accelerate_launch_form(tmp_path):
     "`accelerate launch --multi_gpu --num_processes 2 -m miniai fit ...` (CPU): the workers share one run folder."
@@ -342,6 +346,7 @@ def test_accelerate_launch_form(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ --preset best (issue 11)
 
+@slow
 @real_data
 def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     """`--preset best`: the ResNet (its weights in model.pt), the flip-TTA accuracy in the last row of metrics.csv and on
@@ -363,6 +368,7 @@ def test_preset_best_trains_the_resnet_with_tta_and_resumes(tmp_path):
     r = run(*args, '--epochs', '3', '--resume', str(ck))  # a finished 2-epoch fit is not a 3-epoch one
     one_clear_line(r, '--resume: the checkpoint was made with --epochs 2, not --epochs 3')
 
+@slow
 @real_data
 def test_default_trains_fast_net_and_preset_conv_the_course_conv_net(tmp_path):
     """The default preset's model.pt holds fast_net's weights (34_fastnet), --preset conv's the course's conv net's;
@@ -464,6 +470,7 @@ def _stopped_after_an_epoch(args, out)->Path:
     assert p.returncode == 130, err
     return Path(err.strip().splitlines()[-1].split(' --resume ')[-1])
 
+@slow
 @real_data
 @pytest.mark.skipif(os.name != 'posix', reason='SIGINT to a subprocess is POSIX')
 @pytest.mark.parametrize('how', ['kept', 'added'])

@@ -2,6 +2,7 @@
 import re, subprocess, sys, textwrap, warnings
 from pathlib import Path
 import pytest
+from conftest import slow
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
@@ -123,6 +124,7 @@ learn.fit(1)
 print('threads after fit', torch.get_num_threads())
 """
 
+@slow
 def test_thread_guard_on_really_busy_cores_uses_the_free_ones():
     "Two processes spinning on this machine's cores (it has 2): a default fit on 2 threads drops to 1, says so, restores."
     import os

@@ -5,7 +5,7 @@ SIGTERM and SIGUSR1 are taken like Ctrl-C (the checkpoint after the running batc
 import os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
-from conftest import real_data
+from conftest import real_data, slow
 from test_cli import MINIAI, run, one_clear_line, whole_run
 from miniai.learner import load_checkpoint
 from miniai.safefile import load_state, save_state
@@ -37,6 +37,7 @@ def metrics(d:Path)->list:
     "metrics.csv without the seconds column."
     return [l.rsplit(',', 1)[0] for l in (d/'metrics.csv').read_text().splitlines()]
 
+@slow
 @pytest.mark.parametrize('sig,rc', [(signal.SIGTERM, 143), (signal.SIGUSR1, 138)])
 def test_signal_checkpoints_and_resumes(tmp_path, sig, rc):
     "SIGTERM (Slurm, Kubernetes, `timeout`) and SIGUSR1 (Slurm's --signal) do what Ctrl-C does, with exit 128 + signal."
@@ -54,6 +55,7 @@ def test_signal_checkpoints_and_resumes(tmp_path, sig, rc):
     assert r.returncode == 0, r.stderr
     assert whole_run(out) == 10
 
+@slow
 def test_signal_resume_is_exact(tmp_path):
     "The resumed run's metrics equal an uninterrupted run's."
     code,err,_ = start_and_signal(tmp_path/'a', signal.SIGTERM, *LONG)
@@ -62,6 +64,7 @@ def test_signal_resume_is_exact(tmp_path):
     assert run('fit', '--out', str(tmp_path/'b'), *LONG).returncode == 0
     assert metrics(tmp_path/'a') == metrics(tmp_path/'b')
 
+@slow
 def test_second_signal_stops_at_once(tmp_path):
     "Two SIGTERMs: the fit stops at once (inside the batch); the checkpoint is still written and resumes."
     out = tmp_path/'latest'
@@ -115,6 +118,7 @@ def interrupted(tmp_path)->Path:
     assert code == 143 and len(cks) == 1, err
     return cks[0]
 
+@slow
 def test_resume_alone_continues_the_same_run(tmp_path):
     "`miniai fit --resume CK` with none of the options: each takes the checkpoint's value (lr, epochs, n-train ...);"
     "--out, --quiet, --threads and --data may differ."
@@ -162,6 +166,7 @@ def flip(src:Path, dst:Path)->Path:
 # ------------------------------------------------------------------------------------------------ --procs N (§3)
 PROCS = ('--procs', '2', '--n-train', '2048', '--n-valid', '256', '--bs', '256', '--quiet', '--epochs', '40')
 
+@slow
 def test_procs_launcher_forwards_sigterm(tmp_path):
     "SIGTERM to the launcher: forwarded, the workers stop after the same batch, the checkpoint is written, exit 143."
     out = tmp_path/'latest'
@@ -189,6 +194,7 @@ def _running(pid:int)->bool:
     try: return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
     except OSError: return False
 
+@slow
 def test_procs_launcher_killed_workers_stop_and_publish_nothing(tmp_path):
     "kill -9 of the launcher: torchrun and the workers are gone within 2 s, and --out is never switched to their run."
     runs = tmp_path/'runs'; out = runs/'latest'
