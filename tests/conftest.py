@@ -20,3 +20,7 @@ slow = pytest.mark.slow
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: an end-to-end run of ~10 s or more; run by `make slowtest` and CI, not `make test`')
+
+def pytest_collection_modifyitems(config, items):
+    "The notebooks first: the longest of the everyday tests, so that on several workers none is left to run alone at the end."
+    items.sort(key=lambda it: 'test_notebooks.py' not in it.nodeid)

@@ -91,6 +91,7 @@ def test_out_is_a_user_folder_refused_untouched(tmp_path):
     one_clear_line(run('fit', '--data', 'nowhere', '--out', str(d)), f'--out {d}: is a folder holding files that are not miniai', 'ch1.tex')
     assert (d/'ch1.tex').read_text() == 'keep' and not d.is_symlink() and sorted(os.listdir(tmp_path)) == ['thesis']
 
+@slow
 @real_data
 def test_out_older_miniai_folder_moved_into_a_run_folder(tmp_path):
     old = tmp_path/'latest'; old.mkdir()
@@ -206,6 +207,7 @@ def test_fit_end_to_end_on_a_subset(tmp_path, exe):
     assert [l.split()[0] for l in table[1:3]] == ['1', '2'] == [x['epoch'] for x in rows]  # one numbering: from 1
     assert out.is_symlink() and re.fullmatch(r'run\.run-\d{8}-\d{6}-\d+', os.readlink(out))  # a link to its run folder
 
+@slow
 @real_data
 def test_sched_none_and_cosine(tmp_path):
     for s in ('none', 'cosine'):
@@ -447,6 +449,7 @@ def check_logs(tb, f, epochs, per_epoch, first=1):
     for (_,v),r in zip(vl[::-1], rows[::-1]): assert v == pytest.approx(float(r['valid_loss']), rel=1e-6)
     return rows
 
+@slow
 @real_data
 def test_tensorboard_and_csv(tmp_path):
     out,tb,f = tmp_path/'o',tmp_path/'tb',tmp_path/'logs'/'m.csv'

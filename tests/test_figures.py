@@ -2,6 +2,7 @@
 `<Figure size 900x320 with 2 Axes>`), is returned for saving, and is not kept by pyplot (no leak over many calls)."""
 import gc, json, os, sys, textwrap
 import pytest
+from conftest import slow
 import matplotlib
 from matplotlib.figure import Figure
 
@@ -53,6 +54,7 @@ def run_cell(kc, code:str)->list:
         elif t == 'error': raise AssertionError(f"{code!r} raised {c['ename']}: {c['evalue']}")
         elif t == 'status' and c['execution_state'] == 'idle': return outs
 
+@slow
 def test_every_figure_shows_as_an_image_in_a_fresh_kernel(kernel):
     assert run_cell(kernel, 'import sys; print(sys.executable)')[0]['text'].strip() == sys.executable
     # the control: a bare Figure shows as text in this kernel, as the issue says; so the checks below can fail

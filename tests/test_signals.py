@@ -138,6 +138,7 @@ def test_resume_of_a_two_process_checkpoint_with_one_refused(tmp_path, ck):
     one_clear_line(run('fit', '--resume', str(tmp_path/'two.pt'), '--procs', '1', '--out', str(tmp_path/'o')),
                    '--procs 2, not --procs 1')
 
+@slow
 def test_resume_of_an_older_checkpoint(tmp_path, ck):
     "A checkpoint written before the options were recorded: its spec's epochs (and accum, procs) are compared, the rest is "
     "taken from the command line as before."
