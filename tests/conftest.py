@@ -24,3 +24,16 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     "The notebooks first: the longest of the everyday tests, so that on several workers none is left to run alone at the end."
     items.sort(key=lambda it: 'test_notebooks.py' not in it.nodeid)
+
+@pytest.fixture(autouse=True)
+def _threads_unchanged(request):
+    """A test that changes torch's thread count must put it back: the next test in the same process would otherwise
+    train on other threads, and a thread guard acting mid-fit there breaks its bit-exact resume checks."""
+    import sys
+    torch = sys.modules.get('torch')
+    before = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get('torch')
+    if before is not None and torch.get_num_threads() != before:
+        n = torch.get_num_threads(); torch.set_num_threads(before)
+        pytest.fail(f"{request.node.nodeid} left torch with {n} threads instead of {before}", pytrace=False)

@@ -94,9 +94,10 @@ def test_thread_guard_decision_with_an_injected_clock(capsys):
     assert not g.dropped
     g,seen,_ = fake_clock_fit([0.0001]*8 + [0.005]*4)  # 50x slower but only 5 ms longer: tiny batches' jitter
     assert not g.dropped
+    old = torch.get_num_threads()
     g,seen,after = fake_clock_fit([0.005]*8 + [0.105]*4, restore=False)
     try: assert g.dropped and after == 1  # the old behaviour, when asked for
-    finally: torch.set_num_threads(2)
+    finally: torch.set_num_threads(old)  # not 2: a later test in this process would train on threads it did not ask for
 
 def test_thread_guard_measures_free_cores_once_after_check_after_seconds(capsys):
     calls = []
