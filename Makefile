@@ -13,13 +13,13 @@ setup:
 train: setup
 	$(BIN)/miniai fit --out $(OUT)
 
-## The everyday check, under 6 minutes on 2 cores: notebooks and package in sync, then pytest on every core
-## (pytest-xdist), whose tests/test_notebooks.py runs every notebook (slow cells aside, as nbdev-test does) in a real
-## Jupyter kernel and also fails a figure shown as text. Tests marked `slow` (end-to-end runs of ~10 s or more:
-## kill -9, signals, torchrun, whole presets) are left to `make slowtest`; CI runs both. `nbtest` (nbdev-test) checks
-## the same notebook cells; it is not run twice here.
+## The everyday check, about 6 minutes on 2 cores from a fresh clone: notebooks and package in sync, every notebook's
+## cells through nbdev-test (slow cells skipped), then pytest on every core (pytest-xdist) without the tests marked
+## `slow`: end-to-end runs of ~10 s or more (kill -9, signals, torchrun, whole presets) and tests/test_notebooks.py,
+## which runs each notebook in a real Jupyter kernel and also fails a figure shown as text. `make slowtest` runs
+## those; CI runs both.
 test: setup
-	@$(MAKE) --no-print-directory sync pytest
+	@$(MAKE) --no-print-directory sync nbtest pytest
 
 ## The tests marked slow, one at a time (they time signals and kill -9, and one keeps every core busy on purpose).
 slowtest: setup
@@ -33,7 +33,7 @@ sync:
 	  echo "nbdev-clean/nbdev-export changed these files: edit the notebooks, re-export, commit both:"; \
 	  git status --porcelain -- nbs miniai; git --no-pager diff --stat -- nbs miniai; exit 1; fi
 
-## The notebooks' cells through nbdev-test (slow cells skipped); `make test` runs them in a kernel instead.
+## The notebooks' cells through nbdev-test (slow cells skipped), in-process: part of `make test`.
 nbtest: setup
 	$(BIN)/nbdev-test --n-workers 2 --timing
 

@@ -15,15 +15,12 @@ real_data = pytest.mark.skipif(not have_real_data(), reason='Fashion-MNIST not i
 
 # `make test` (the everyday loop, under 6 minutes on 2 cores) leaves out the tests marked slow: end-to-end runs of the
 # real command or of several processes, each of about 10 s or more (kill -9, signals through a launcher, torchrun,
-# whole presets). `make slowtest` runs them; CI (`.ci/run`) runs both.
+# whole presets), and every notebook in a fresh kernel (make test runs their cells through nbdev-test). `make slowtest`
+# runs them; CI (`.ci/run`) runs both.
 slow = pytest.mark.slow
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: an end-to-end run of ~10 s or more; run by `make slowtest` and CI, not `make test`')
-
-def pytest_collection_modifyitems(config, items):
-    "The notebooks first: the longest of the everyday tests, so that on several workers none is left to run alone at the end."
-    items.sort(key=lambda it: 'test_notebooks.py' not in it.nodeid)
 
 @pytest.fixture(autouse=True)
 def _threads_unchanged(request):

@@ -3,6 +3,7 @@ aside: `make nbslow` runs those), with no error and no figure shown as the text 
 import json, os
 from pathlib import Path
 import pytest
+from conftest import slow
 
 jc = pytest.importorskip('jupyter_client')
 NBS = sorted((Path(__file__).parent.parent/'nbs').glob('*.ipynb'))
@@ -30,6 +31,7 @@ def run_in_kernel(path:Path, timeout:int=600)->list:
         kc.stop_channels(); km.shutdown_kernel(now=True)
     return problems
 
+@slow  # ~4 minutes for all on 2 cores: `make test` runs the same cells through nbdev-test instead (40 s)
 @pytest.mark.parametrize('nb', NBS, ids=[p.stem for p in NBS])
 def test_notebook_runs_in_a_fresh_kernel(nb):
     problems = run_in_kernel(nb)
