@@ -14,12 +14,14 @@ train: setup
 	$(BIN)/miniai fit --out $(OUT)
 
 ## The everyday check, about 6 minutes on 2 cores from a fresh clone: notebooks and package in sync, every notebook's
-## cells through nbdev-test (slow cells skipped), then pytest on every core (pytest-xdist) without the tests marked
+## cells through nbdev-test (slow cells skipped) beside pytest on every core (pytest-xdist), without the tests marked
 ## `slow`: end-to-end runs of ~10 s or more (kill -9, signals, torchrun, whole presets) and tests/test_notebooks.py,
 ## which runs each notebook in a real Jupyter kernel and also fails a figure shown as text. `make slowtest` runs
 ## those; CI runs both.
 test: setup
-	@$(MAKE) --no-print-directory sync nbtest pytest
+	@$(MAKE) --no-print-directory sync
+	@# side by side: nbdev-test ends on one long notebook, and pytest fills the core it leaves idle
+	@$(MAKE) --no-print-directory -j2 --output-sync=target nbtest pytest
 
 ## The tests marked slow, one at a time (they time signals and kill -9, and one keeps every core busy on purpose).
 slowtest: setup
