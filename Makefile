@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= runs/latest
 
+# tools/setup.sh installs without byte-compiling (pip's compile of every file was 60% of the install) and compiles what
+# miniai imports; a module it missed gets its .pyc on first use here instead of being compiled again in every process,
+# as it would be where the machine sets PYTHONDONTWRITEBYTECODE.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: setup train test slowtest sync nbtest nbslow pytest bench clean
 
 setup:
