@@ -1,5 +1,10 @@
-"`miniai fit` as users run it: a real subprocess, real data (a subset), real files."
-import csv, errno, os, random, re, shutil, signal, subprocess, sys, time
+"""`miniai fit` as users run it: a real subprocess, real data (a subset), real files.
+
+Refusals that come before any training (a count beyond the data, a --resume with other options) are also checked in
+this process through `run_here`, a call of `cli.main`: a new process spends about 4 s importing torch to say one line,
+and a dozen such cases would cost a minute. Each kind of refusal keeps at least one case run as a real subprocess."""
+import csv, errno, io, os, random, re, shutil, signal, subprocess, sys, time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 import pytest
 from conftest import real_data, slow
@@ -13,6 +18,17 @@ TMP_RE = re.compile(r'^\..+\.miniai-[0-9a-f]{8}\.tmp$')  # miniai's temporary na
 
 def run(*args, exe=(MINIAI,), **kw):
     return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=600, **kw)
+
+def run_here(*args)->subprocess.CompletedProcess:
+    """`miniai *args` as `cli.main(args)` in this process, its exit status, stdout and stderr captured as `run`'s are: a
+    `SystemExit` carrying a message is printed to stderr with status 1, as the interpreter does."""
+    from miniai.cli import main
+    out,err = io.StringIO(),io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try: main(list(args)); code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else (print(e.code, file=sys.stderr) or 1)
+    return subprocess.CompletedProcess(['miniai', *args], code or 0, out.getvalue(), err.getvalue())
 
 def one_clear_line(r, *contains, rc=2):
     "The command failed with exit status `rc` and one line on stderr holding `contains`, no traceback, nothing on stdout."
@@ -421,9 +437,9 @@ def test_last_training_batch_of_one_is_dropped(tmp_path):
     assert whole_run(tmp_path/'o') == 1
 
 @real_data
-@pytest.mark.parametrize('opt,n,split', [('--n-train', 10**9, '60,000'), ('--n-valid', 10001, '10,000')])
-def test_counts_beyond_the_data_refused(tmp_path, opt, n, split):
-    r = run('fit', opt, str(n), '--out', str(tmp_path/'o'))
+@pytest.mark.parametrize('opt,n,split,how', [('--n-train', 10**9, '60,000', run), ('--n-valid', 10001, '10,000', run_here)])
+def test_counts_beyond_the_data_refused(tmp_path, opt, n, split, how):
+    r = how('fit', opt, str(n), '--out', str(tmp_path/'o'))
     one_clear_line(r, f'{opt}={n}: the data has 60,000 training and 10,000 test images; give at most {split}')
     assert not os.listdir(tmp_path)  # before the run folder is made
 

@@ -1,12 +1,13 @@
 """`miniai fit` under signals and resumes (issue 17 §2-3): real subprocesses, real data (a subset), real files.
 
 SIGTERM and SIGUSR1 are taken like Ctrl-C (the checkpoint after the running batch, the resume line, exit 128 + signal);
-`--resume` continues the same run or is refused in one line; `--procs N` forwards signals and its workers die with it."""
+`--resume` continues the same run or is refused in one line; `--procs N` forwards signals and its workers die with it.
+The matrices of refusals run in this process (`run_here`, test_cli.py says why), each beside a real subprocess case."""
 import os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from conftest import real_data, slow
-from test_cli import MINIAI, run, one_clear_line, whole_run
+from test_cli import MINIAI, run, run_here, one_clear_line, whole_run
 from miniai.learner import load_checkpoint
 from miniai.safefile import load_state, save_state
 
@@ -101,7 +102,7 @@ def ck(tmp_path_factory):
     (['--procs', '2'], '--procs 1, not --procs 2'),  # refused before torchrun starts
 ])
 def test_resume_with_other_options_refused(tmp_path, ck, args, msg):
-    r = run('fit', '--resume', str(ck), '--out', str(tmp_path/'o'), *args)
+    r = (run if args[0] == '--lr' else run_here)('fit', '--resume', str(ck), '--out', str(tmp_path/'o'), *args)
     one_clear_line(r, f'miniai: error: --resume: the checkpoint was made with {msg}')
     assert not os.listdir(tmp_path)  # before the run folder, the data, the launch
 
@@ -156,7 +157,7 @@ def test_resume_of_an_older_checkpoint(tmp_path, ck):
     (lambda d, ck: flip(ck, d/'flipped.pt'), 'corrupted'),
 ])
 def test_bad_checkpoint_one_line(tmp_path, ck, make, msg):
-    one_clear_line(run('fit', '--resume', str(make(tmp_path, ck)), '--out', str(tmp_path/'o')), msg)
+    one_clear_line((run if msg == 'corrupted' else run_here)('fit', '--resume', str(make(tmp_path, ck)), '--out', str(tmp_path/'o')), msg)
 
 def flip(src:Path, dst:Path)->Path:
     "A copy of `src` with 64 bytes flipped in the middle (inside tensor data)."

@@ -49,18 +49,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd / && "$venv_py" -c 'imp
   # --no-compile: pip byte-compiles every file of every package, about 60% of the install (113 s against 48 s here);
   # most of those files are never imported. The modules miniai and its tests do import are compiled next, once.
   "$VENV/bin/python" -m pip install -q --no-compile -c constraints.txt -e '.[dev]'
-  # One import of what miniai, its notebooks and its tests load, with .pyc writing on (PYTHONDONTWRITEBYTECODE is set
-  # on this project's machines): without the .pyc files every process would compile torch again (imports 7-9 s
-  # instead of 3), and the parallel test workers would each compile the same files.
+  # Imports of what miniai, its notebooks and its tests load, with .pyc writing on (PYTHONDONTWRITEBYTECODE is set on
+  # this project's machines): without the .pyc files every process would compile torch again (imports 7-9 s instead
+  # of 3), and the parallel test workers would each compile the same files. Two processes, one per core (18 s, not 28).
   say "byte-compiling the modules miniai imports"
-  (cd / && env -u PYTHONDONTWRITEBYTECODE "$venv_py" -c "$(cat <<'PY'
-import torch, torch.utils.tensorboard, torch.distributed.run, accelerate, datasets, matplotlib.pyplot, safetensors.torch
-import torcheval.metrics, fastprogress.fastprogress, fastcore.all, psutil, xxhash
-import nbdev, nbdev.test, execnb.shell, nbclient, nbconvert, ipykernel.kernelapp, pytest, xdist, hypothesis
-import pytorch_accelerated, pytorch_optimizer, tensorboard.backend.event_processing.event_accumulator
-import miniai.all, miniai.cli
-PY
-)")
+  warm() { (cd / && env -u PYTHONDONTWRITEBYTECODE "$venv_py" -c "import $(echo $1)"); }  # echo: one line
+  warm "torch, torch.utils.tensorboard, torch.distributed.run, accelerate, safetensors.torch, torcheval.metrics,
+        pytorch_accelerated, pytorch_optimizer, miniai.all, miniai.cli" & torch_side=$!
+  warm "datasets, matplotlib.pyplot, fastprogress.fastprogress, fastcore.all, psutil, xxhash, nbdev, nbdev.test,
+        execnb.shell, nbclient, nbconvert, ipykernel.kernelapp, pytest, xdist, hypothesis,
+        tensorboard.backend.event_processing.event_accumulator"
+  wait $torch_side
   # The notebook kernel nbdev-test and the notebook runner use.
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null 2>&1 || true
   echo "$want" > "$stamp"
