@@ -20,9 +20,9 @@ train: setup
 
 ## The everyday check, about 5 minutes on 2 cores from a fresh clone (310-322 s, set-up included): notebooks and
 ## package in sync, every notebook's cells through nbdev-test (slow cells skipped) beside pytest on every core
-## (pytest-xdist), without the tests marked `slow`: end-to-end runs of ~10 s or more (kill -9, signals, torchrun, whole presets) and tests/test_notebooks.py,
-## which runs each notebook in a real Jupyter kernel and also fails a figure shown as text. `make slowtest` runs
-## those; CI runs both.
+## (pytest-xdist), without the tests marked `slow`: end-to-end runs of ~10 s or more (kill -9, signals, torchrun,
+## whole presets) and tests/test_notebooks.py, which runs each notebook in a real Jupyter kernel and also fails a
+## figure shown as text. `make slowtest` runs those; CI runs both.
 test: setup
 	@$(MAKE) --no-print-directory sync
 	@# side by side: nbdev-test ends on one long notebook, and pytest fills the core it leaves idle
