@@ -31,7 +31,8 @@ from miniai.batches import MemoryDL, DataLoaders
 from miniai.datasets import fashion_mnist_tensors, FASHION_MEAN, FASHION_STD
 
 here = Path(__file__).parent
-DEFAULTS = {'best': dict(epochs=14, lr=2e-2), 'default': dict(epochs=4, lr=4e-2)}
+DEFAULTS = {'best': dict(epochs=14, lr=2e-2), 'default': dict(epochs=4, lr=4e-2)}  # each model's recipe
+DEFAULT_VARIANT = dict(bs=256, ls=0., erase=0., ema=0., pct=0.25, test=False, precision='fp32', threads=1)  # and the rest of it
 
 def args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,9 +66,8 @@ def main(a):
         from miniai.resnet import resnet
         from miniai.augment import BatchTransformCB, random_crop_flip, random_erase
         from miniai.callbacks import EMACB
-        tfm = partial(random_crop_flip, pad=1)
-        if a.erase: tfm = (lambda f, pe: (lambda x: random_erase(f(x), p=pe)))(tfm, a.erase)
-        cbs.append(BatchTransformCB(tfm))
+        def shift_flip_erase(x): return random_erase(random_crop_flip(x, pad=1), p=a.erase)
+        cbs.append(BatchTransformCB(shift_flip_erase if a.erase else partial(random_crop_flip, pad=1)))
         if a.ema: cbs.append(ema := EMACB(decay=a.ema, warmup=True, validate_ema=True))
         model = resnet(nfs=(16, 32, 64, 128))
     else:
@@ -104,8 +104,6 @@ def summary(model:str)->list:
             if m in rs[0]: row[m] = (sum(r[m] for r in rs)/len(rs), min(r[m] for r in rs), max(r[m] for r in rs))
         rows.append(row)
     return rows
-
-DEFAULT_VARIANT = dict(bs=256, ls=0., erase=0., ema=0., pct=0.25, test=False, precision='fp32', threads=1)
 
 def table(model:str)->str:
     "`summary(model)` as text: one line per variant (only the settings that differ from the recipe's), seeds, acc, tta."
