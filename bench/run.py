@@ -20,6 +20,7 @@ def main():
     from bench_fit import bench_fit, REF
     from bench_accel import run as run_procs
     from bench_ckpt import bench_ckpt
+    from bench_setup import bench_setup
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print(f'\n== end to end (run first, while nothing else runs): miniai fit with the defaults, this checkout against {REF}, alternated')
@@ -30,6 +31,9 @@ def main():
     print(f"  training loop: {r['mflop_per_image']['train']:.2f} MFLOP per training image, {r['train_gflops']:.0f} GFLOP/s = "
           f"{r['fraction_of_peak']:.1%} of this CPU's measured peak {r['peak']['peak']:.0f} GFLOP/s "
           f"(matmul fp32 {r['peak']['matmul_fp32']:.0f}, bf16 {r['peak']['matmul_bf16']:.0f}; conv fp32 {r['peak']['conv_fp32']:.0f}, bf16 {r['peak']['conv_bf16']:.0f})")
+    print("\n== make train's set-up check, all installed: tools/setup.sh now against the old check's `import miniai.learner` alone (s, median)")
+    res['setup_check'] = r = bench_setup()
+    print(f"  setup.sh {r['seconds']['setup_sh_now']:.2f}, old check {r['seconds']['old_check_alone']:.2f}; ratio {r['ratio_now_old']:.3f}")
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")

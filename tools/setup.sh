@@ -41,9 +41,10 @@ fi
 stamp="$VENV/.miniai-installed"
 venv_py="$(cd "$VENV" && pwd)/bin/python"
 want=$(cat settings.ini setup.py constraints.txt | md5sum | cut -d' ' -f1)
-# Also reinstall when the package cannot be imported from outside the tree (e.g. an editable install made
-# before miniai/ had any modules maps nothing).
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd / && "$venv_py" -c 'import miniai.learner' >/dev/null 2>&1); then
+# Also reinstall when a required distribution is missing or miniai's modules cannot be found from outside the tree (an
+# editable install made before miniai/ had any modules maps nothing). tools/installed.py asks without importing torch.
+installed_py="$(pwd)/tools/installed.py" settings="$(pwd)/settings.ini"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! (cd / && "$venv_py" "$installed_py" "$settings"); then
   say "installing miniai and dev dependencies into $VENV (torch pinned by constraints.txt)"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   # --no-compile: pip byte-compiles every file of every package, about 60% of the install (113 s against 48 s here);
