@@ -1,5 +1,5 @@
 """`make train`'s and `make test`'s set-up check when everything is installed: `bash tools/setup.sh` now, against the
-check it made until 2026-12-08 (`import miniai.learner` from outside the tree, which imported torch), alternated.
+check it made until 2026-12-07 (`import miniai.learner` from outside the tree, which imported torch), alternated.
 
 Both run as subprocesses with the same Python; the figure that counts is the ratio of medians in this run."""
 import statistics, subprocess, sys, time

@@ -6,9 +6,9 @@
 __all__ = []
 
 # %% ../nbs/42_main.ipynb #1db0c721
-from .cli import main
+from .cli import console_main
 
 # %% ../nbs/42_main.ipynb #b52041ba
 import builtins
 # IPython marks its builtins while a shell runs: this notebook run in a kernel must not parse the kernel's argv
-if __name__ == '__main__' and not getattr(builtins, '__IPYTHON__', False): main()
+if __name__ == '__main__' and not getattr(builtins, '__IPYTHON__', False): console_main()

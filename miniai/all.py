@@ -35,7 +35,7 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB',
            'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
            'FlattenHWC', 'fast_net', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out',
-           'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser', 'main']
+           'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser', 'main', 'console_main']
 
 # %% ../nbs/43_all.ipynb #688ca24b
 from .core import clean_stale_tmp, atomic_write, short_repr, real_number, check_num
@@ -97,7 +97,7 @@ from .fastnet import FlattenHWC, fast_net
 from .runfolder import OutputError, OutputWriteError, run_folders, clean_stale, prepare_out
 from .runfolder import publish_run
 from .presets import PRESETS, fit_fashion_mnist
-from .cli import make_parser, main
+from .cli import make_parser, main, console_main
 # nbdev builds __all__ from what a module defines; `_all_` adds these imported names to it.
 _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_num', 'check_bool',
     'Fig', 'CLASS_NAMES', 'FILES', 'DEBIAN_DIR', 'HUB_NAME', 'FASHION_MEAN', 'FASHION_STD',
@@ -136,4 +136,4 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
     'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net', 'OutputError', 'OutputWriteError', 'run_folders',
     'clean_stale', 'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser',
-    'main']
+    'main', 'console_main']
