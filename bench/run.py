@@ -20,7 +20,8 @@ def main():
     from bench_fit import bench_fit, REF
     from bench_accel import run as run_procs
     from bench_ckpt import bench_ckpt
-    from bench_setup import bench_setup
+    from bench_setup import bench_setup, bench_exit
+    from bench_dense_conv import step_ms
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print(f'\n== end to end (run first, while nothing else runs): miniai fit with the defaults, this checkout against {REF}, alternated')
@@ -34,9 +35,15 @@ def main():
     print("\n== make train's set-up check, all installed: tools/setup.sh now against the old check's `import miniai.learner` alone (s, median)")
     res['setup_check'] = r = bench_setup()
     print(f"  setup.sh {r['seconds']['setup_sh_now']:.2f}, old check {r['seconds']['old_check_alone']:.2f}; ratio {r['ratio_now_old']:.3f}")
+    print("\n== the end of miniai fit's process: Python's teardown against console_main's quick exit (s from the last statement, median)")
+    res['exit'] = r = bench_exit()
+    print(f"  normal {r['seconds']['normal']:.3f}, quick {r['seconds']['quick']:.3f}; saved {r['saved']:.2f} s")
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")
+    print("\n== resnet()'s training step, nn.Conv2d against DenseConv2d in its blocks (fp32, 2 threads, ms/step, median; the default since 2026-12-07)")
+    res['dense_conv'] = rs = [step_ms(nfs) for nfs in ((16, 32, 64, 128), (16, 48, 96, 192))]
+    for r in rs: print(f"  nfs {r['nfs']}: nn.Conv2d {r['ms_per_step']['conv2d']:.1f}, DenseConv2d {r['ms_per_step']['dense']:.1f}; ratio {r['ratio_dense_conv2d']:.3f}")
     print('\n== checkpoint write/read of the default job (ms, median; target: checksum + safe load < 5% of write/read)')
     res['checkpoint'] = r = bench_ckpt()
     print(f"  write: torch.save {r['ms']['old_write']:.2f}, miniai {r['ms']['new_write']:.2f} (ratio {r['ratio_write']:.2f}); "

@@ -33,9 +33,10 @@ __all__ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'chec
            'TerminateOnNaNCB', 'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'logger', 'GradClipCB', 'rec_grad_norm',
            'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'ShardedDL', 'AccelerateScaler',
            'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank', 'AccelerateCB',
-           'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW',
-           'FlattenHWC', 'fast_net', 'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out',
-           'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser', 'main', 'console_main']
+           'ResBlock', 'conv_as_matmul', 'DenseConv2d', 'resnet', 'random_crop_flip', 'random_erase',
+           'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net', 'OutputError', 'OutputWriteError',
+           'run_folders', 'clean_stale', 'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser',
+           'main', 'console_main']
 
 # %% ../nbs/43_all.ipynb #688ca24b
 from .core import clean_stale_tmp, atomic_write, short_repr, real_number, check_num
@@ -90,7 +91,7 @@ from .callbacks import logger, GradClipCB, rec_grad_norm, ema_decay, EMACB, CSVL
 from .callbacks import TensorBoardCB
 from .accel import ShardedDL, AccelerateScaler, check_distributed_type, check_accumulation
 from .accel import check_accel_opt, rank_seed, seed_rank, AccelerateCB
-from .resnet import ResBlock, resnet
+from .resnet import ResBlock, conv_as_matmul, DenseConv2d, resnet
 from .augment import random_crop_flip, random_erase, BatchTransformCB, flip_tta
 from .optim import AdamW
 from .fastnet import FlattenHWC, fast_net
@@ -133,7 +134,7 @@ _all_ = ['clean_stale_tmp', 'atomic_write', 'short_repr', 'real_number', 'check_
     'MonitorCB', 'EarlyStoppingCB', 'SaveBestCB', 'logger', 'GradClipCB', 'rec_grad_norm',
     'ema_decay', 'EMACB', 'CSVLoggerCB', 'TensorBoardCB', 'ShardedDL', 'AccelerateScaler',
     'check_distributed_type', 'check_accumulation', 'check_accel_opt', 'rank_seed', 'seed_rank',
-    'AccelerateCB', 'ResBlock', 'resnet', 'random_crop_flip', 'random_erase', 'BatchTransformCB',
-    'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net', 'OutputError', 'OutputWriteError', 'run_folders',
-    'clean_stale', 'prepare_out', 'publish_run', 'PRESETS', 'fit_fashion_mnist', 'make_parser',
-    'main', 'console_main']
+    'AccelerateCB', 'ResBlock', 'conv_as_matmul', 'DenseConv2d', 'resnet', 'random_crop_flip',
+    'random_erase', 'BatchTransformCB', 'flip_tta', 'AdamW', 'FlattenHWC', 'fast_net',
+    'OutputError', 'OutputWriteError', 'run_folders', 'clean_stale', 'prepare_out', 'publish_run',
+    'PRESETS', 'fit_fashion_mnist', 'make_parser', 'main', 'console_main']

@@ -80,13 +80,14 @@ def conv(ni:int, # input channels
          stride:int=2, # stride
          act=nn.ReLU, # activation class (called with no argument), or None
          norm=None, # normalisation class called as `norm(nf)`, e.g. `nn.BatchNorm2d`, or None
-         bias:bool=None # default: no bias when `norm` is a batch norm
+         bias:bool=None, # default: no bias when `norm` is a batch norm
+         cls=nn.Conv2d # the convolution class, called as `nn.Conv2d` is (e.g. `miniai.resnet.DenseConv2d`)
         )->nn.Sequential:
     "A `Conv2d` followed by `norm(nf)` and `act()` when given."
     for nm,v in (('ni', ni), ('nf', nf), ('ks', ks), ('stride', stride)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{nm}={v!r}: must be an int >= 1")
     if bias is None: bias = not _is_batchnorm(norm)
-    layers = [nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=ks//2, bias=bias)]
+    layers = [cls(ni, nf, kernel_size=ks, stride=stride, padding=ks//2, bias=bias)]
     if norm: layers.append(norm(nf))
     if act: layers.append(act())
     return nn.Sequential(*layers)
