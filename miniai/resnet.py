@@ -68,11 +68,12 @@ class DenseConv2d(nn.Conv2d):
     (`conv_as_matmul`): fp32 on the CPU, outside autocast, square kernel, symmetric zero padding, no groups or
     dilation. Anything else is `nn.Conv2d.forward`. Same parameters, `state_dict` and initialisation as `nn.Conv2d`."""
     def _dense(self, x)->bool:
-        k, (ph, pw) = self.kernel_size, self.padding if isinstance(self.padding, tuple) else (None, None)
+        "Whether `forward` takes the matmul path for the batch `x`: the cheap shape test first, as it runs on every call."
+        k, pad = self.kernel_size, self.padding  # padding is a tuple of ints, or a string ('same', 'valid'): conv2d's then
         return (x.dim() == 4 and x.shape[-2] * x.shape[-1] <= 4 and x.device.type == 'cpu' and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and not torch.is_autocast_enabled('cpu') and k[0] == k[1]
                 and self.stride == (1, 1) and self.dilation == (1, 1) and self.groups == 1
-                and self.padding_mode == 'zeros' and ph == pw)
+                and self.padding_mode == 'zeros' and isinstance(pad, tuple) and pad[0] == pad[1])
     def forward(self, x):
         "Called in the forward pass: `conv_as_matmul` on a 2x2 (or smaller) fp32 CPU image, `nn.Conv2d`'s forward otherwise."
         if not self._dense(x): return super().forward(x)
