@@ -18,7 +18,7 @@ setup:
 train: setup
 	$(BIN)/miniai fit --out $(OUT)
 
-## The everyday check, about 4 minutes on 2 cores from a fresh clone (239 s, set-up included): notebooks and
+## The everyday check, about 4 minutes on 2 cores from a fresh clone (203-239 s, set-up included): notebooks and
 ## package in sync, every notebook's cells through nbdev-test (slow cells skipped) beside pytest on every core
 ## (pytest-xdist), without the tests marked `slow`: end-to-end runs of ~10 s or more (kill -9, signals, torchrun,
 ## whole presets) and tests/test_notebooks.py, which runs each notebook in a real Jupyter kernel and also fails a
