@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from miniai.resnet import conv_as_matmul, resnet
+from miniai.resnet import DenseConv2d, conv_as_matmul, resnet
 
 SHAPES = [(16, 16, 14, 1), (16, 32, 14, 2), (32, 32, 7, 1), (32, 64, 7, 2), (64, 64, 4, 1), (64, 128, 4, 2), (128, 128, 2, 1)]
 
@@ -62,7 +62,7 @@ def step_ms(nfs=(16, 32, 64, 128), threads:int=2, rounds:int=4, n_batches:int=80
     def make(conv_cls):
         torch.manual_seed(0); m = resnet(nfs=nfs, conv_cls=conv_cls).to(memory_format=torch.channels_last)
         return m, AdamW(m.parameters(), lr=1e-2, eps=1e-5)
-    runs = dict(conv2d=make(nn.Conv2d), dense=make(None))
+    runs = dict(conv2d=make(nn.Conv2d), dense=make(DenseConv2d))
     ts = {k: [] for k in runs}
     for _ in range(rounds):
         for k,(m,opt) in runs.items():

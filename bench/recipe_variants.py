@@ -67,13 +67,13 @@ def main(a):
     if auto_precision() == 'bf16': cbs.append(MixedPrecisionCB('bf16'))  # as `miniai fit --precision auto`
     ema = None
     if a.model == 'best':
-        from miniai.resnet import resnet
+        from miniai.resnet import resnet, DenseConv2d
         from miniai.augment import BatchTransformCB, random_crop_flip, random_erase
         from miniai.callbacks import EMACB
         def shift_flip_erase(x): return random_erase(random_crop_flip(x, pad=1), p=a.erase)
         cbs.append(BatchTransformCB(shift_flip_erase if a.erase else partial(random_crop_flip, pad=1)))
         if a.ema: cbs.append(ema := EMACB(decay=a.ema, warmup=True, validate_ema=True))
-        model = resnet(nfs=(16, 32, 64, 128), conv_cls=torch.nn.Conv2d if a.conv == 'conv2d' else None)
+        model = resnet(nfs=(16, 32, 64, 128), conv_cls=torch.nn.Conv2d if a.conv == 'conv2d' else DenseConv2d)
     else:
         from miniai.fastnet import fast_net
         model = fast_net()

@@ -85,7 +85,7 @@ def resnet(nfs=(16, 32, 64, 128), # channels of each stage; every stage after th
            blocks=1, # `ResBlock`s per stage: an int, or one per stage
            n_out:int=10, # outputs (classes)
            act=nn.ReLU, # activation class
-           conv_cls=None # the class of the blocks' 3x3 convolutions; default `DenseConv2d` (`nn.Conv2d` but on 2x2 images)
+           conv_cls=DenseConv2d # the class of the blocks' 3x3 convolutions (`DenseConv2d`: `nn.Conv2d` but on 2x2 images)
           )->nn.Sequential:
     """The ResNet `miniai fit --preset best` trains: stem, then the stages (the first keeps the stem's 14x14, each
     later one starts with a stride-2 block), an average over the remaining pixels and a linear layer to `n_out` logits."""
@@ -93,7 +93,6 @@ def resnet(nfs=(16, 32, 64, 128), # channels of each stage; every stage after th
     bl = (blocks,) * len(nfs) if isinstance(blocks, int) else tuple(blocks)
     if not nfs or len(bl) != len(nfs) or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in bl):
         raise ValueError(f"nfs={nfs!r}, blocks={blocks!r}: need at least one stage, and blocks an int >= 1 or one per stage")
-    conv_cls = DenseConv2d if conv_cls is None else conv_cls
     layers, ni = [conv(1, stem, stride=2, act=act, norm=nn.BatchNorm2d)], stem
     for i,(nf,n) in enumerate(zip(nfs, bl)):
         for j in range(n):
