@@ -22,6 +22,7 @@ def main():
     from bench_ckpt import bench_ckpt
     from bench_setup import bench_setup, bench_exit
     from bench_dense_conv import step_ms
+    import bench_malloc
     res = dict(machine=machine())
     print('machine:', res['machine'])
     print(f'\n== end to end (run first, while nothing else runs): miniai fit with the defaults, this checkout against {REF}, alternated')
@@ -38,6 +39,12 @@ def main():
     print("\n== the end of miniai fit's process: Python's teardown against console_main's quick exit (s from the last statement, median)")
     res['exit'] = r = bench_exit()
     print(f"  normal {r['seconds']['normal']:.3f}, quick {r['seconds']['quick']:.3f}; saved {r['saved']:.2f} s")
+    print("\n== keep_freed_memory(): glibc's malloc keeping what a step frees, against its own settings (fresh processes alternated, medians)")
+    res['keep_freed_memory'] = rs = [bench_malloc.step_ms(m) for m in ('fast_net', 'resnet')]
+    for r in rs: print(f"  {r['model']} step: {r['plain']['ms']:.2f} ms ({r['plain']['faults_per_step']:.0f} page faults), kept "
+                       f"{r['keep']['ms']:.2f} ms ({r['keep']['faults_per_step']:.0f}); ratio {r['ratio_keep_plain']:.3f}")
+    res['keep_freed_memory_fit'] = r = bench_malloc.fit_wall()
+    print(f"  miniai fit defaults: {r['plain']['wall']:.2f} s, kept {r['keep']['wall']:.2f} s wall; ratio {r['ratio_wall']:.3f}")
     print('\n== framework overhead (s/epoch, median of interleaved rounds; target ratio <= 1.03)')
     res['learner'] = r = bench_learner()
     for k,v in r['seconds_per_epoch'].items(): print(f"  {k:28s} {v:6.3f}  ratio {r['ratio'][k]:.3f}")

@@ -10,7 +10,7 @@ import argparse, atexit, math, os, secrets, signal, sys, threading, time
 from functools import partial
 from pathlib import Path
 
-from .threads import cpu_sample
+from .threads import cpu_sample, keep_freed_memory
 from .runfolder import OutputError, OutputWriteError, prepare_out, _drop_if_empty, _launcher_alive
 from .presets import PRESETS, fit_fashion_mnist, _SAME, _option_diff
 # Moved out of cli.py (issue 18 step 6): the run folder to miniai.runfolder (39_runfolder), the presets and the fit to
@@ -267,6 +267,7 @@ def main(argv=None):
         ckpt = run/'checkpoint.pt'
         if args.procs > 1 and 'LOCAL_RANK' not in os.environ: return _launch(args, argv, run, ckpt)
         if 'MINIAI_LAUNCHER_PID' in os.environ and 'LOCAL_RANK' in os.environ: _watch_launcher()
+        keep_freed_memory()  # this process trains: its steps reuse their memory instead of faulting it in again (04_threads)
         old = {s: signal.signal(s, _stop_now) for s in _STOP_SIGNALS[1:]} if threading.current_thread() is threading.main_thread() else {}
         try:
             fit_fashion_mnist(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, sched=args.sched,
