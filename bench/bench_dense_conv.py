@@ -4,8 +4,8 @@ uses in `resnet()` on 2x2 images). Where `--preset best`'s training step got che
 Profiled on 2026-12-07 (AVX2 machine, fp32, 2 threads), the ResNet's step spent 55% in convolution backward; its
 last stage's 128->128 3x3 convolution on a 2x2 image took 4.4x its forward there. With padding 1 on a 2x2 image,
 every output pixel sees every input pixel through a different tap of the kernel, so the convolution is a dense
-linear map from the 2*2*128 inputs to the 2*2*128 outputs, whose matrix is gathered from the kernel's taps (zeros
-where a tap falls on the padding): one GEMM forward, two backward, and none of the 5/9 of the multiply-adds that
+linear map from the 2*2*128 inputs to the 2*2*128 outputs, whose matrix is made from the kernel's taps (zeros
+where a tap falls on the padding; since 2026-12-08 by a matmul with a 0/1 matrix instead of a gather): one GEMM forward, two backward, and none of the 5/9 of the multiply-adds that
 land on padding.
 
 Default: for each 3x3 convolution shape of `resnet()` (batch 256, channels last), forward + backward of `F.conv2d`

@@ -583,6 +583,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'miniai.resnet.ResBlock.__init__': ('resnet.html#resblock.__init__', 'miniai/resnet.py'),
                                'miniai.resnet.ResBlock.forward': ('resnet.html#resblock.forward', 'miniai/resnet.py'),
                                'miniai.resnet._tap_index': ('resnet.html#_tap_index', 'miniai/resnet.py'),
+                               'miniai.resnet._tap_select': ('resnet.html#_tap_select', 'miniai/resnet.py'),
                                'miniai.resnet.conv_as_matmul': ('resnet.html#conv_as_matmul', 'miniai/resnet.py'),
                                'miniai.resnet.resnet': ('resnet.html#resnet', 'miniai/resnet.py')},
             'miniai.runfolder': { 'miniai.runfolder.OutputError': ('runfolder.html#outputerror', 'miniai/runfolder.py'),

@@ -48,18 +48,27 @@ def _tap_index(h:int, w:int, k:int, pad:int, stride:int)->tuple:
         if 0 <= y < h and 0 <= x < w: idx[i*ow + j, y*w + x] = p*k + q
     return idx, (oh, ow)
 
+@functools.lru_cache(maxsize=None)
+def _tap_select(h:int, w:int, k:int, pad:int, stride:int)->tuple:
+    """`_tap_index` as a 0/1 matrix `sel` of shape (k*k, out pixels * in pixels): `sel[t, (out, in)]` is 1 where tap t
+    links the two pixels. `kernel.flatten(2) @ sel` is then every entry of the dense matrix, in fp32."""
+    idx, out = _tap_index(h, w, k, pad, stride)
+    return F.one_hot(idx.flatten(), k*k + 1)[:, :k*k].T.float().contiguous(), out
+
 def conv_as_matmul(x:torch.Tensor, # (n, c, h, w); channels-last makes its flattening free
                    weight:torch.Tensor, # (o, c, k, k)
                    bias:torch.Tensor=None, # (o,) or None
                    padding:int=1, # zero padding on every side
                    stride:int=1
                   )->torch.Tensor:
-    """`F.conv2d(x, weight, bias, stride, padding)` as one `F.linear` with the dense matrix gathered from the
-    kernel's taps. Worth it only on tiny images: its matrix has (h·w·c)·(oh·ow·o) entries. Output channels-last."""
+    """`F.conv2d(x, weight, bias, stride, padding)` as one `F.linear` with the dense matrix made from the kernel's
+    taps. Worth it only on tiny images: its matrix has (h·w·c)·(oh·ow·o) entries. Output channels-last."""
     n,c,h,w = x.shape; o,k = weight.shape[0], weight.shape[-1]
-    idx, (oh, ow) = _tap_index(h, w, k, padding, stride)
-    taps = F.pad(weight.flatten(2), (0, 1))  # (o, c, k*k + 1): the extra tap is the zero
-    big = taps[:, :, idx].permute(2, 0, 3, 1).reshape(oh*ow*o, h*w*c)  # rows (out pixel, o), columns (in pixel, c)
+    sel, (oh, ow) = _tap_select(h, w, k, padding, stride)
+    # each entry is one tap or zero: picked by a matmul with the 0/1 `sel`, whose backward is a matmul too (a gather
+    # `taps[:, :, idx]` took 3x the time, forward and backward, its backward a scatter-add)
+    big = (weight.flatten(2) @ sel.to(weight)).view(o, c, oh*ow, h*w)
+    big = big.permute(2, 0, 3, 1).reshape(oh*ow*o, h*w*c)  # rows (out pixel, o), columns (in pixel, c)
     b = None if bias is None else bias.repeat(oh*ow)
     return F.linear(x.permute(0, 2, 3, 1).reshape(n, h*w*c), big, b).view(n, oh, ow, o).permute(0, 3, 1, 2)
 
