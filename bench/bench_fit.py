@@ -101,7 +101,23 @@ def bench_fit(rounds:int=3, n_train:int=60000, n_valid:int=10000)->dict:
                 mflop_per_image=dict(forward=fl['forward']/1e6, train=fl['train']/1e6),
                 train_gflops=statistics.median(achieved), peak=pk, fraction_of_peak=statistics.median(achieved) / pk['peak'])
 
+def compare(ref:str, args=(), rounds:int=1)->dict:
+    """`miniai fit *args` at commit `ref` against this checkout, `rounds` alternated pairs (reference first): what a
+    change did to a whole preset's run (`python bench/bench_fit.py --ref 0be7d67 --rounds 1 --preset best`)."""
+    tree = ref_tree(ref)
+    assert miniai_file(tree).startswith(str(tree)), f"the reference run would not import miniai from {tree}"
+    runs = dict(ref=[], new=[])
+    for _ in range(rounds):
+        for k,pp in (('ref', tree), ('new', None)): runs[k].append(run_fit(pp, args))
+    ratios = [n['wall'] / r['wall'] for r,n in zip(runs['ref'], runs['new'])]
+    return dict(reference=ref, args=list(args), runs=runs, ratios=ratios, ratio_new_ref=statistics.median(ratios))
+
 if __name__ == '__main__':
-    import json
-    r = bench_fit(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
-    print(json.dumps({k: v for k,v in r.items() if k != 'runs'}, indent=1))
+    import argparse, json
+    p = argparse.ArgumentParser(description='miniai fit end to end against a reference commit, alternated')
+    p.add_argument('rounds', type=int, nargs='?', default=3)
+    p.add_argument('--ref', help=f'compare with this commit, not {REF} (then the options after it go to miniai fit)')
+    a, rest = p.parse_known_args()
+    if a.ref is None: r = bench_fit(a.rounds)
+    else: r = compare(a.ref, rest, a.rounds)
+    print(json.dumps({k: v for k,v in r.items() if k != 'runs'} | ({'runs': r['runs']} if a.ref else {}), indent=1))
