@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torcheval.metrics import MulticlassAccuracy
 from miniai.activations import set_seed
+from miniai.threads import keep_freed_memory
 from miniai.learner import MetricsCB, TrainLearner, DeviceCB
 from miniai.sched import BatchSchedCB, OneCycle
 from miniai.precision import MixedPrecisionCB, ChannelsLastCB, auto_precision
@@ -56,6 +57,7 @@ def args(argv=None):
 
 def main(a):
     torch.set_num_threads(1)
+    keep_freed_memory()  # as `miniai fit` does: the time of a run, not its result, depends on it
     set_seed(a.seed)
     d = fashion_mnist_tensors()
     (xt, yt), (xv, yv) = d['train'], d['test']
