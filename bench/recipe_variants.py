@@ -10,7 +10,7 @@ variants cost the same FLOPs per epoch, `secs` is only a guide).
   `auto_precision` picks it), scored without and with flip TTA. Variants: `--ls` label smoothing, `--erase` random
   erasing after the shifts (probability per image), `--ema` an EMA of the weights (`EMACB`, warmed up, validated on),
   `--conv conv2d` the blocks' convolutions as `nn.Conv2d` (the model before `DenseConv2d`; the lines written before
-  the option existed count as that).
+  the option existed count as that), `--nfs 16,48,96,192` the wider ResNet of `best-long` (with `--epochs 24` its recipe).
 - `--model default`: `fast_net` as `miniai fit` trains it (lr 4e-2, batch 256, 4 epochs). Variants: `--epochs`,
   `--lr`, `--bs`, `--ls`, `--pct` (OneCycle's pct_start).
 
@@ -35,7 +35,7 @@ from miniai.datasets import fashion_mnist_tensors, FASHION_MEAN, FASHION_STD
 
 here = Path(__file__).parent
 DEFAULTS = {'best': dict(epochs=14, lr=2e-2), 'default': dict(epochs=4, lr=4e-2)}  # each model's recipe
-DEFAULT_VARIANT = dict(bs=256, ls=0., erase=0., ema=0., pct=0.25, test=False, precision='fp32', threads=1, conv='dense')  # and the rest of it
+DEFAULT_VARIANT = dict(bs=256, ls=0., erase=0., ema=0., pct=0.25, test=False, precision='fp32', threads=1, conv='dense', nfs='16,32,64,128')  # and the rest of it
 
 def args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,6 +45,7 @@ def args(argv=None):
     p.add_argument('--erase', type=float, default=0., help='best: random erasing, the probability per image')
     p.add_argument('--ema', type=float, default=0., help='best: the decay of an EMA of the weights (0: none)')
     p.add_argument('--pct', type=float, default=0.25, help="OneCycle's pct_start")
+    p.add_argument('--nfs', default='16,32,64,128', help="best: the ResNet's stage widths ('16,48,96,192': best-long's)")
     p.add_argument('--conv', choices=('dense', 'conv2d'), default='dense',
                    help="best: the blocks' 3x3 convolutions: DenseConv2d (resnet()'s default from 2026-12-07) or nn.Conv2d (before)")
     p.add_argument('--seed', type=int, default=42); p.add_argument('--test', action='store_true')
@@ -75,7 +76,7 @@ def main(a):
         def shift_flip_erase(x): return random_erase(random_crop_flip(x, pad=1), p=a.erase)
         cbs.append(BatchTransformCB(shift_flip_erase if a.erase else partial(random_crop_flip, pad=1)))
         if a.ema: cbs.append(ema := EMACB(decay=a.ema, warmup=True, validate_ema=True))
-        model = resnet(nfs=(16, 32, 64, 128), conv_cls=torch.nn.Conv2d if a.conv == 'conv2d' else DenseConv2d)
+        model = resnet(nfs=tuple(int(n) for n in a.nfs.split(',')), conv_cls=torch.nn.Conv2d if a.conv == 'conv2d' else DenseConv2d)
     else:
         from miniai.fastnet import fast_net
         model = fast_net()
@@ -101,8 +102,8 @@ def summary(model:str)->list:
     runs = [json.loads(l) for l in open(here/f'variants_{model}.jsonl')]
     base,groups = {**DEFAULT_VARIANT, **DEFAULTS[model]},{}
     for r in runs:
-        if model == 'best': r.setdefault('conv', 'conv2d')  # lines written before --conv ran resnet() with nn.Conv2d
-        else: r.pop('conv', None)  # fast_net has no DenseConv2d: the option changes nothing there
+        if model == 'best': r.setdefault('conv', 'conv2d'); r.setdefault('nfs', '16,32,64,128')  # lines before --conv / --nfs
+        else: r.pop('conv', None); r.pop('nfs', None)  # fast_net has neither DenseConv2d nor stages: these change nothing there
         if r['tag'] == 'repro': continue  # a rerun of a variant already there, by this script: checks it, adds no seed
         groups.setdefault(json.dumps({k: v for k,v in r.items() if k not in _RESULT}, sort_keys=True), []).append(r)
     rows = []
