@@ -37,10 +37,9 @@ class ResBlock(nn.Module):
         return self.act(self.convs(x) + self.idconv(self.pool(x)))
 
 # %% ../nbs/31_resnet.ipynb #8c86fe5b
-@functools.lru_cache(maxsize=None)
 def _tap_index(h:int, w:int, k:int, pad:int, stride:int)->tuple:
     """For a k x k convolution of an h x w image: `idx[out pixel, in pixel]`, the tap that links them (k*k where none
-    does: a zero), and the output's (oh, ow). Pixels are numbered row by row."""
+    does: a zero), and the output's (oh, ow). Pixels are numbered row by row. Called by `_tap_select`, which caches."""
     oh, ow = (h + 2*pad - k)//stride + 1, (w + 2*pad - k)//stride + 1
     idx = torch.full((oh*ow, h*w), k*k, dtype=torch.long)
     for i,j,p,q in itertools.product(range(oh), range(ow), range(k), range(k)):
